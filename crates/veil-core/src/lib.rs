@@ -1,0 +1,16 @@
+//! Shared vocabulary of veil: boxes, detections, obfuscation parameters, per-image outcomes and
+//! progress events. Every other crate speaks these types; this crate does no I/O and pulls in no
+//! image or inference code, so it stays cheap to depend on and easy to test.
+
+mod geometry;
+mod outcome;
+mod params;
+mod progress;
+
+pub use geometry::{nms, BBox, Detection, ObjectClass};
+pub use outcome::{FailureStage, ImageStatus};
+pub use params::{Mode, ParseEnumError, RedactParams, Shape};
+pub use progress::{ProgressEvent, ProgressSink};
+
+/// The version of the veil tool, written into every provenance record.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
