@@ -1,1 +1,19 @@
-//! veil-detect
+//! veil-detect owns everything between a model file and a list of boxes: the model manifest and
+//! its blake3 pins, provisioning of ONNX Runtime and models from package registries with pip, the
+//! one-time conversion of models that ONNX Runtime cannot load as shipped, runtime and execution
+//! provider selection, and each model family's pre- and post-processing as pure functions
+//! (decoders, NMS, multi-scale and tiling plans) with the detectors that run them.
+
+mod centerface;
+mod error;
+pub mod manifest;
+pub mod onnx_edit;
+pub mod provision;
+pub mod runtime;
+pub mod scales;
+
+pub use centerface::{decode as decode_centerface, hwc_to_nchw, CenterFace};
+pub use error::DetectError;
+pub use manifest::{Family, Manifest, ModelSpec};
+pub use runtime::{Device, DeviceRequest, RuntimeInfo};
+pub use scales::{plan_passes, DetectPolicy, Pass};

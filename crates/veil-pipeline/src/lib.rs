@@ -1,1 +1,43 @@
-//! veil-pipeline
+//! veil-pipeline owns the redaction run: walking the input tree, decoding untrusted images
+//! (pixel caps, contained decoder panics, EXIF orientation), detection, obfuscation, encoding
+//! without metadata, validation of every output before it is written, atomic writes, provenance
+//! records and the run summary, all in parallel with rayon. It never prints: it sends
+//! [`veil_core::ProgressEvent`]s to the caller.
+
+pub mod container;
+pub mod decode;
+pub mod encode;
+pub mod process;
+mod run;
+pub mod walk;
+
+use std::path::{Path, PathBuf};
+
+pub use run::{run, RunConfig, RunReport};
+
+/// Default pixel cap: 150 megapixels (a 12 MP photo is far below; the 100000x100000 "bomb" far above).
+pub const DEFAULT_MAX_PIXELS: u64 = 150_000_000;
+
+/// Errors that stop a run before or around processing (usage and setup). Per-image failures are
+/// never errors: they are failed records.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("walking {path}: {reason}")]
+    Walk { path: PathBuf, reason: String },
+    #[error("writing {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Setup(#[from] veil_detect::DetectError),
+    #[error(transparent)]
+    Records(#[from] veil_ledger::ProvenanceError),
+}
+
+impl PipelineError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        PipelineError::Io { path: path.to_path_buf(), source }
+    }
+}

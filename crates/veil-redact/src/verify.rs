@@ -1,0 +1,155 @@
+//! Checks that an encoded output really hides what the detectors found.
+
+use crate::effects::block_of;
+use crate::region::{measure_rect, validate_params, PixRect, Region};
+use crate::RedactError;
+use image::RgbImage;
+use veil_core::{BBox, Mode, RedactParams};
+
+/// A blurred or pixelated core passes when its high-frequency energy is at most this fraction of
+/// the original's ...
+pub const HF_MAX_RATIO: f64 = 0.5;
+/// ... or below this absolute value (flat regions cannot lose energy they never had).
+pub const HF_ENERGY_FLOOR: f64 = 2.0;
+/// A filled core passes when its mean absolute difference from the fill colour (over pixels and
+/// channels) is at most this, leaving room for lossy re-encoding.
+pub const FILL_TOLERANCE: f64 = 8.0;
+
+/// Mean absolute difference of luma (BT.601) between horizontally and vertically adjacent pixels
+/// whose centres lie inside `rect` (clipped to the image). 0 when the rect holds no such pair or
+/// has a NaN coordinate.
+pub fn high_frequency_energy(img: &RgbImage, rect: BBox) -> f64 {
+    let r = measure_rect(&rect, img.width() as usize, img.height() as usize);
+    hf_energy(img, r, None)
+}
+
+/// Luma HF energy over `r`; with `grid = Some((anchor, side))` only pairs whose two pixels lie in
+/// the same pixelation block count (detail *inside* blocks, ignoring block edges).
+fn hf_energy(img: &RgbImage, r: PixRect, grid: Option<((i64, i64), usize)>) -> f64 {
+    let (w, h) = (r.width(), r.height());
+    if w == 0 || h == 0 {
+        return 0.0;
+    }
+    let luma: Vec<f64> = (r.y0..r.y1)
+        .flat_map(|y| (r.x0..r.x1).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            let [cr, cg, cb] = img.get_pixel(x as u32, y as u32).0;
+            0.299 * cr as f64 + 0.587 * cg as f64 + 0.114 * cb as f64
+        })
+        .collect();
+    let (col_block, row_block): (Vec<i128>, Vec<i128>) = match grid {
+        Some(((ax, ay), s)) => (
+            (r.x0..r.x1).map(|x| block_of(x, ax, s)).collect(),
+            (r.y0..r.y1).map(|y| block_of(y, ay, s)).collect(),
+        ),
+        None => (vec![0; w], vec![0; h]),
+    };
+    let mut sum = 0.0;
+    let mut count = 0u64;
+    for y in 0..h {
+        for x in 0..w {
+            let v = luma[y * w + x];
+            if x + 1 < w && col_block[x] == col_block[x + 1] {
+                sum += (luma[y * w + x + 1] - v).abs();
+                count += 1;
+            }
+            if y + 1 < h && row_block[y] == row_block[y + 1] {
+                sum += (luma[(y + 1) * w + x] - v).abs();
+                count += 1;
+            }
+        }
+    }
+    if count == 0 {
+        0.0
+    } else {
+        sum / count as f64
+    }
+}
+
+/// Checks that `output` (typically the re-encoded and decoded result of [`crate::redact_rgb8`])
+/// obfuscates every region of `original`.
+///
+/// For each region the *core* is measured: the central 50% (in each axis) of the scaled box,
+/// which lies inside the ellipse too. Regions whose core is empty after clipping are skipped.
+/// - `Blur`: the core's [`high_frequency_energy`] must be at most [`HF_MAX_RATIO`] of the
+///   original's, or below [`HF_ENERGY_FLOOR`].
+/// - `Pixelate`: the same test, passed either on all pairs or on pairs inside one block (block
+///   edges are real detail-free steps and would otherwise count as detail).
+/// - `Fill`: mean absolute difference from `fill_rgb` at most [`FILL_TOLERANCE`].
+pub fn verify_obfuscated(
+    original: &RgbImage,
+    output: &RgbImage,
+    regions: &[BBox],
+    params: &RedactParams,
+) -> Result<(), RedactError> {
+    validate_params(params)?;
+    if original.dimensions() != output.dimensions() {
+        return Err(RedactError::DimensionMismatch {
+            original_w: original.width(),
+            original_h: original.height(),
+            output_w: output.width(),
+            output_h: output.height(),
+        });
+    }
+    let (w, h) = (original.width() as usize, original.height() as usize);
+    let prepared = regions
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Region::new(i, b, params, w, h))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (index, region) in prepared.into_iter().enumerate() {
+        let Some(region) = region else {
+            continue;
+        };
+        let core = region.core(w, h);
+        if core.is_empty() {
+            continue;
+        }
+        match params.mode {
+            Mode::Fill => {
+                let mut sum = 0u64;
+                for y in core.y0..core.y1 {
+                    for x in core.x0..core.x1 {
+                        let px = output.get_pixel(x as u32, y as u32).0;
+                        for (v, f) in px.iter().zip(params.fill_rgb) {
+                            sum += v.abs_diff(f) as u64;
+                        }
+                    }
+                }
+                let mean_abs_diff = sum as f64 / (core.width() * core.height() * 3) as f64;
+                if mean_abs_diff > FILL_TOLERANCE {
+                    return Err(RedactError::NotFilled {
+                        index,
+                        fill_rgb: params.fill_rgb,
+                        mean_abs_diff,
+                        tolerance: FILL_TOLERANCE,
+                    });
+                }
+            }
+            Mode::Blur | Mode::Pixelate => {
+                let passes =
+                    |orig: f64, out: f64| out <= HF_MAX_RATIO * orig || out < HF_ENERGY_FLOOR;
+                let original_energy = hf_energy(original, core, None);
+                let output_energy = hf_energy(output, core, None);
+                let mut ok = passes(original_energy, output_energy);
+                if !ok && params.mode == Mode::Pixelate {
+                    let grid = Some((region.anchor(), region.strength()));
+                    ok = passes(
+                        hf_energy(original, core, grid),
+                        hf_energy(output, core, grid),
+                    );
+                }
+                if !ok {
+                    return Err(RedactError::NotObfuscated {
+                        index,
+                        original_energy,
+                        output_energy,
+                        max_ratio: HF_MAX_RATIO,
+                        floor: HF_ENERGY_FLOOR,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

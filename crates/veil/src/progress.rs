@@ -1,0 +1,100 @@
+//! Drawing progress events: a progress bar on a terminal, plain periodic lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use veil_core::{ImageStatus, ProgressEvent, ProgressSink};
+
+pub struct Progress {
+    quiet: bool,
+    bar: Mutex<Option<ProgressBar>>,
+    plain: Mutex<PlainState>,
+}
+
+struct PlainState {
+    total: u64,
+    done: u64,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            quiet,
+            bar: Mutex::new(None),
+            plain: Mutex::new(PlainState { total: 0, done: 0, started: now, last: now }),
+        }
+    }
+
+    fn line(&self, msg: &str) {
+        let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        match bar.as_ref() {
+            Some(b) => b.println(msg),
+            None => {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("{msg}");
+                }
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl ProgressSink for Progress {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::Provision { message } => self.line(&format!("veil: {message}")),
+            ProgressEvent::Notice { message } => self.line(&format!("veil: warning: {message}")),
+            ProgressEvent::Started { total } => {
+                let mut p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+                p.total = total;
+                p.started = Instant::now();
+                p.last = p.started;
+                if !self.quiet && std::io::stderr().is_terminal() {
+                    let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                    b.set_style(
+                        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b.enable_steady_tick(Duration::from_millis(200));
+                    *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
+                }
+            }
+            ProgressEvent::ImageDone { path, status, error, .. } => {
+                if status == ImageStatus::Failed {
+                    self.line(&format!(
+                        "veil: failed: {}: {}",
+                        path.escape_debug(),
+                        error.unwrap_or_default()
+                    ));
+                }
+                if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    b.inc(1);
+                    return;
+                }
+                let mut p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+                p.done += 1;
+                let now = Instant::now();
+                if !self.quiet && (now.duration_since(p.last) >= Duration::from_secs(5) || p.done == p.total) {
+                    p.last = now;
+                    let secs = now.duration_since(p.started).as_secs_f64().max(1e-9);
+                    let rate = p.done as f64 / secs;
+                    let eta = (p.total - p.done) as f64 / rate.max(1e-9);
+                    let msg = format!("veil: {}/{} images ({rate:.1} images/s, ETA {eta:.0} s)", p.done, p.total);
+                    drop(p);
+                    self.line(&msg);
+                }
+            }
+        }
+    }
+}
