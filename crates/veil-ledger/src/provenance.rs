@@ -79,14 +79,24 @@ pub struct RunSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum ProvenanceError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: not a provenance record: {reason}")]
-    Parse { path: PathBuf, line: usize, reason: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Reads every record of a provenance file.
 pub fn read_provenance(path: &Path) -> Result<Vec<ProvenanceRecord>, ProvenanceError> {
-    let io = |e| ProvenanceError::Io { path: path.to_path_buf(), source: e };
+    let io = |e| ProvenanceError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let f = fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(f).lines().enumerate() {
@@ -106,9 +116,15 @@ pub fn read_provenance(path: &Path) -> Result<Vec<ProvenanceRecord>, ProvenanceE
 
 /// Writes records sorted by path, atomically (temporary file, fsync, rename), so readers see the
 /// old file or the new one, never a mix.
-pub fn write_provenance_sorted(path: &Path, records: &mut [ProvenanceRecord]) -> Result<(), ProvenanceError> {
+pub fn write_provenance_sorted(
+    path: &Path,
+    records: &mut [ProvenanceRecord],
+) -> Result<(), ProvenanceError> {
     records.sort_by(|a, b| a.path.cmp(&b.path));
-    let io = |e| ProvenanceError::Io { path: path.to_path_buf(), source: e };
+    let io = |e| ProvenanceError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let tmp = path.with_extension("jsonl.partial");
     let mut buf = Vec::new();
     for r in records.iter() {
@@ -163,7 +179,10 @@ mod tests {
         let mut recs = vec![rec("b.jpg"), rec("a/c.jpg")];
         write_provenance_sorted(&p, &mut recs).unwrap();
         let back = read_provenance(&p).unwrap();
-        assert_eq!(back.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["a/c.jpg", "b.jpg"]);
+        assert_eq!(
+            back.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            ["a/c.jpg", "b.jpg"]
+        );
         assert_eq!(back[0], rec("a/c.jpg"));
         let text = fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"box\":{\"x1\":1.0"), "{text}");
@@ -173,7 +192,11 @@ mod tests {
     fn a_corrupt_line_is_reported_with_its_number() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(PROVENANCE_FILE);
-        fs::write(&p, format!("{}\nnot json\n", serde_json::to_string(&rec("a")).unwrap())).unwrap();
+        fs::write(
+            &p,
+            format!("{}\nnot json\n", serde_json::to_string(&rec("a")).unwrap()),
+        )
+        .unwrap();
         let err = read_provenance(&p).unwrap_err().to_string();
         assert!(err.contains(":2:"), "{err}");
     }

@@ -84,11 +84,17 @@ fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<De
     img.apply_orientation(orientation);
     let grayscale = matches!(
         color,
-        image::ColorType::L8 | image::ColorType::L16 | image::ColorType::La8 | image::ColorType::La16
+        image::ColorType::L8
+            | image::ColorType::L16
+            | image::ColorType::La8
+            | image::ColorType::La16
     );
     let sixteen_bit = matches!(
         color,
-        image::ColorType::L16 | image::ColorType::La16 | image::ColorType::Rgb16 | image::ColorType::Rgba16
+        image::ColorType::L16
+            | image::ColorType::La16
+            | image::ColorType::Rgb16
+            | image::ColorType::Rgba16
     );
     let image = if color.has_alpha() {
         Working::Rgba(img.into_rgba8())

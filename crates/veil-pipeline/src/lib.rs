@@ -25,7 +25,10 @@ pub enum PipelineError {
     #[error("{0}")]
     Usage(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("walking {path}: {reason}")]
     Walk { path: PathBuf, reason: String },
     #[error("writing {path}: {reason}")]
@@ -38,6 +41,9 @@ pub enum PipelineError {
 
 impl PipelineError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        PipelineError::Io { path: path.to_path_buf(), source }
+        PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -65,14 +65,24 @@ pub fn process_image(
     let result = run_steps(&input_root.join(rel), &dest, settings, detector, &mut p);
     let (status, output_blake3, output_size, error_stage, error) = match result {
         Ok((blake3, size)) => {
-            let status = if p.detections.is_empty() { ImageStatus::NoDetections } else { ImageStatus::Redacted };
+            let status = if p.detections.is_empty() {
+                ImageStatus::NoDetections
+            } else {
+                ImageStatus::Redacted
+            };
             (status, Some(blake3), Some(size), None, None)
         }
         Err(f) => {
             // Fail closed: whatever may exist under the output name from an earlier run is removed,
             // so the output tree never holds a file this run did not verify.
             let _ = fs::remove_file(&dest);
-            (ImageStatus::Failed, None, None, Some(f.stage), Some(f.reason))
+            (
+                ImageStatus::Failed,
+                None,
+                None,
+                Some(f.stage),
+                Some(f.reason),
+            )
         }
     };
     ProvenanceRecord {
@@ -123,29 +133,41 @@ fn run_steps(
             ));
         }
         ContainerFormat::Unknown => {
-            return Err(fail(FailureStage::Decode)("not a supported image: content is not JPEG, PNG or WebP".into()));
+            return Err(fail(FailureStage::Decode)(
+                "not a supported image: content is not JPEG, PNG or WebP".into(),
+            ));
         }
     };
     p.format = Some(format.extensions_str()[0].replace("jpg", "jpeg"));
     for kind in &info.metadata {
-        let list = if *kind == MetadataKind::Icc { &mut p.metadata_kept } else { &mut p.metadata_removed };
+        let list = if *kind == MetadataKind::Icc {
+            &mut p.metadata_kept
+        } else {
+            &mut p.metadata_removed
+        };
         list.push(kind.as_str().to_string());
     }
     if !info.complete {
-        return Err(fail(FailureStage::Decode)("truncated or malformed file: the container does not end properly".into()));
+        return Err(fail(FailureStage::Decode)(
+            "truncated or malformed file: the container does not end properly".into(),
+        ));
     }
     if info.animated {
         return Err(fail(FailureStage::Decode)(
-            "animated image: only still images are supported (every frame would need redaction)".into(),
+            "animated image: only still images are supported (every frame would need redaction)"
+                .into(),
         ));
     }
-    let decoded = decode::decode(&bytes, format, settings.max_pixels).map_err(fail(FailureStage::Decode))?;
+    let decoded =
+        decode::decode(&bytes, format, settings.max_pixels).map_err(fail(FailureStage::Decode))?;
     drop(bytes);
     let (w, h) = decoded.image.dimensions();
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
     let original_rgb = decoded.image.to_rgb();
-    p.detections = detector.detect(&original_rgb).map_err(fail(FailureStage::Detect))?;
+    p.detections = detector
+        .detect(&original_rgb)
+        .map_err(fail(FailureStage::Detect))?;
     let regions: Vec<BBox> = p.detections.iter().map(|d| d.bbox).collect();
     let mut image = decoded.image;
     match &mut image {
@@ -154,9 +176,17 @@ fn run_steps(
     }
     .map_err(|e| fail(FailureStage::Redact)(e.to_string()))?;
     let icc = decoded.icc_profile.as_deref();
-    let out = encode::encode(&image, decoded.grayscale, format, icc, settings.jpeg_quality).map_err(fail(FailureStage::Encode))?;
+    let out = encode::encode(
+        &image,
+        decoded.grayscale,
+        format,
+        icc,
+        settings.jpeg_quality,
+    )
+    .map_err(fail(FailureStage::Encode))?;
     drop(image);
-    validate_output(&out, format, &original_rgb, &regions, settings).map_err(fail(FailureStage::Verify))?;
+    validate_output(&out, format, &original_rgb, &regions, settings)
+        .map_err(fail(FailureStage::Verify))?;
     write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
     Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
 }
@@ -175,14 +205,19 @@ pub fn validate_output(
         return Err("encoded output is not a complete file".into());
     }
     if let Some(kind) = info.metadata.iter().find(|k| **k != MetadataKind::Icc) {
-        return Err(format!("encoded output still carries metadata ({})", kind.as_str()));
+        return Err(format!(
+            "encoded output still carries metadata ({})",
+            kind.as_str()
+        ));
     }
-    let back = decode::decode(out, format, settings.max_pixels).map_err(|e| format!("output does not decode: {e}"))?;
+    let back = decode::decode(out, format, settings.max_pixels)
+        .map_err(|e| format!("output does not decode: {e}"))?;
     if back.orientation != 1 {
         return Err("output carries an orientation".into());
     }
     let rgb = back.image.to_rgb();
-    veil_redact::verify_obfuscated(original, &rgb, regions, &settings.redact).map_err(|e| e.to_string())
+    veil_redact::verify_obfuscated(original, &rgb, regions, &settings.redact)
+        .map_err(|e| e.to_string())
 }
 
 /// Writes via a temporary file in the destination directory, fsync, rename: a crash leaves
@@ -192,7 +227,9 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp: PathBuf = dir.join(format!(
         ".{}.veil-partial",
-        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let r = (|| {
         let mut f = fs::File::create(&tmp)?;

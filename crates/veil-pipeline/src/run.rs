@@ -42,7 +42,9 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn failed(&self) -> impl Iterator<Item = &ProvenanceRecord> {
-        self.records.iter().filter(|r| r.status == ImageStatus::Failed)
+        self.records
+            .iter()
+            .filter(|r| r.status == ImageStatus::Failed)
     }
 }
 
@@ -53,7 +55,9 @@ struct FaceDetector {
 
 impl Detector for FaceDetector {
     fn detect(&mut self, img: &image::RgbImage) -> Result<Vec<Detection>, String> {
-        self.model.detect(img, &self.policy).map_err(|e| e.to_string())
+        self.model
+            .detect(img, &self.policy)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -86,7 +90,12 @@ fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Runs `veil redact`. Errors are setup or usage problems (nothing was processed); per-image
@@ -98,7 +107,11 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     let jobs = cfg.jobs.max(1);
 
     // Models and runtime: verified before load; fetched on first use.
-    let notify = |m: &str| progress.event(ProgressEvent::Provision { message: m.to_string() });
+    let notify = |m: &str| {
+        progress.event(ProgressEvent::Provision {
+            message: m.to_string(),
+        })
+    };
     let manifest = Manifest::builtin()?;
     let spec = manifest.model(&cfg.face_model)?.clone();
     let (env, info) = runtime::init(&manifest, cfg.device, &notify)?;
@@ -113,17 +126,35 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             Some(runtime::Device::Cuda(n)) => DeviceRequest::Cuda(n),
             None => cfg.device,
         };
-        let notice = |m: &str| progress.event(ProgressEvent::Notice { message: m.to_string() });
-        let (session, device) = runtime::create_session(env, info, &model_bytes, request, 1, &notice)?;
+        let notice = |m: &str| {
+            progress.event(ProgressEvent::Notice {
+                message: m.to_string(),
+            })
+        };
+        let (session, device) =
+            runtime::create_session(env, info, &model_bytes, request, 1, &notice)?;
         device_used = Some(device);
-        detectors.push(FaceDetector { model: CenterFace::new(session, spec.name.clone()), policy: cfg.detect });
+        detectors.push(FaceDetector {
+            model: CenterFace::new(session, spec.name.clone()),
+            policy: cfg.detect,
+        });
     }
     drop(model_bytes);
     let device = device_used.unwrap_or(runtime::Device::Cpu);
 
     let params = params_json(cfg);
-    let params_blake3 = blake3::hash(serde_json::to_string(&params).unwrap_or_default().as_bytes()).to_hex().to_string();
-    let models = vec![ModelRef { name: spec.name.clone(), family: "centerface".into(), blake3: spec.blake3.clone() }];
+    let params_blake3 = blake3::hash(
+        serde_json::to_string(&params)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .to_hex()
+    .to_string();
+    let models = vec![ModelRef {
+        name: spec.name.clone(),
+        family: "centerface".into(),
+        blake3: spec.blake3.clone(),
+    }];
     let settings = ImageSettings {
         redact: cfg.redact,
         max_pixels: cfg.max_pixels,
@@ -135,14 +166,17 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
 
     fs::create_dir_all(&cfg.output).map_err(|e| PipelineError::io(&cfg.output, e))?;
     let prov_path = cfg.output.join(PROVENANCE_FILE);
-    let prov = Mutex::new(fs::File::create(&prov_path).map_err(|e| PipelineError::io(&prov_path, e))?);
+    let prov =
+        Mutex::new(fs::File::create(&prov_path).map_err(|e| PipelineError::io(&prov_path, e))?);
     let pool_of_detectors = Mutex::new(detectors);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build()
         .map_err(|e| PipelineError::Usage(format!("cannot start {jobs} workers: {e}")))?;
 
-    progress.event(ProgressEvent::Started { total: listing.images.len() as u64 });
+    progress.event(ProgressEvent::Started {
+        total: listing.images.len() as u64,
+    });
     let t0 = Instant::now();
     let records: Vec<ProvenanceRecord> = pool.install(|| {
         listing
@@ -151,13 +185,19 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .with_max_len(1)
             .map(|rel| {
                 let rel_str = rel_string(rel);
-                let mut det = pool_of_detectors.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let mut det = pool_of_detectors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop();
                 let record = match det.as_mut() {
                     Some(d) => process_image(&cfg.input, &cfg.output, rel, &rel_str, &settings, d),
                     None => unreachable_detector(&rel_str, &settings),
                 };
                 if let Some(d) = det {
-                    pool_of_detectors.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+                    pool_of_detectors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(d);
                 }
                 // Appended only after the output file is complete (renamed) or removed.
                 if let Ok(line) = serde_json::to_string(&record) {
@@ -180,7 +220,10 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     let (copied_files, mut other_files) = if cfg.copy_other {
         copy_others(&cfg.input, &cfg.output, &listing.others)
     } else {
-        (Vec::new(), listing.others.iter().map(|p| rel_string(p)).collect())
+        (
+            Vec::new(),
+            listing.others.iter().map(|p| rel_string(p)).collect(),
+        )
     };
     other_files.sort();
     let mut records = records;
@@ -203,15 +246,26 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         detections: records.iter().map(|r| r.detections.len() as u64).sum(),
         other_files,
         copied_files,
-        skipped_links: listing.skipped.iter().map(|(p, why)| format!("{}: {why}", rel_string(p))).collect(),
+        skipped_links: listing
+            .skipped
+            .iter()
+            .map(|(p, why)| format!("{}: {why}", rel_string(p)))
+            .collect(),
         seconds,
-        images_per_second: if seconds > 0.0 { images as f64 / seconds } else { 0.0 },
+        images_per_second: if seconds > 0.0 {
+            images as f64 / seconds
+        } else {
+            0.0
+        },
         models,
         params_blake3,
     };
     let summary_path = cfg.output.join(RUN_SUMMARY_FILE);
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    crate::process::write_atomic(&summary_path, &json).map_err(|reason| PipelineError::Write { path: summary_path, reason })?;
+    crate::process::write_atomic(&summary_path, &json).map_err(|reason| PipelineError::Write {
+        path: summary_path,
+        reason,
+    })?;
     Ok(RunReport { summary, records })
 }
 
@@ -248,7 +302,9 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
     for rel in others {
         let s = rel_string(rel);
         if s == PROVENANCE_FILE || s == RUN_SUMMARY_FILE {
-            listed.push(format!("{s} (not copied: name reserved for veil's records)"));
+            listed.push(format!(
+                "{s} (not copied: name reserved for veil's records)"
+            ));
             continue;
         }
         let bytes = match fs::read(input.join(rel)) {

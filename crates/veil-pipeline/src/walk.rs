@@ -28,10 +28,18 @@ fn is_image_name(p: &Path) -> bool {
 /// leave `root`, dangling links and links to directories are listed as skipped. Files under
 /// `exclude` (the output directory, when it is a sibling path) are never listed.
 pub fn walk(root: &Path) -> Result<Walk, PipelineError> {
-    let canon_root = root.canonicalize().map_err(|e| PipelineError::io(root, e))?;
+    let canon_root = root
+        .canonicalize()
+        .map_err(|e| PipelineError::io(root, e))?;
     let mut w = Walk::default();
-    for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
-        let entry = entry.map_err(|e| PipelineError::Walk { path: root.to_path_buf(), reason: e.to_string() })?;
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| PipelineError::Walk {
+            path: root.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let path = entry.path();
         let rel = match path.strip_prefix(root) {
             Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
@@ -45,11 +53,15 @@ pub fn walk(root: &Path) -> Result<Walk, PipelineError> {
             match path.canonicalize() {
                 Ok(target) if target.starts_with(&canon_root) && target.is_file() => {}
                 Ok(target) if target.is_dir() => {
-                    w.skipped.push((rel, "symlink to a directory (not followed)".into()));
+                    w.skipped
+                        .push((rel, "symlink to a directory (not followed)".into()));
                     continue;
                 }
                 Ok(_) => {
-                    w.skipped.push((rel, "symlink leaving the input directory (not followed)".into()));
+                    w.skipped.push((
+                        rel,
+                        "symlink leaving the input directory (not followed)".into(),
+                    ));
                     continue;
                 }
                 Err(_) => {
@@ -72,9 +84,14 @@ pub fn walk(root: &Path) -> Result<Walk, PipelineError> {
 
 /// Refuses an output directory equal to, inside, or containing the input directory.
 pub fn check_dirs(input: &Path, output: &Path) -> Result<(), PipelineError> {
-    let canon_in = input.canonicalize().map_err(|e| PipelineError::io(input, e))?;
+    let canon_in = input
+        .canonicalize()
+        .map_err(|e| PipelineError::io(input, e))?;
     if !canon_in.is_dir() {
-        return Err(PipelineError::Usage(format!("input {} is not a directory", input.display())));
+        return Err(PipelineError::Usage(format!(
+            "input {} is not a directory",
+            input.display()
+        )));
     }
     // The output may not exist yet: resolve its deepest existing ancestor.
     let mut existing = output.to_path_buf();
@@ -83,12 +100,18 @@ pub fn check_dirs(input: &Path, output: &Path) -> Result<(), PipelineError> {
         match (existing.parent(), existing.file_name()) {
             (Some(p), Some(n)) => {
                 rest.push(n.to_os_string());
-                existing = if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() };
+                existing = if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                };
             }
             _ => break,
         }
     }
-    let mut canon_out = existing.canonicalize().map_err(|e| PipelineError::io(&existing, e))?;
+    let mut canon_out = existing
+        .canonicalize()
+        .map_err(|e| PipelineError::io(&existing, e))?;
     for n in rest.iter().rev() {
         canon_out.push(n);
     }
@@ -111,5 +134,8 @@ pub fn check_dirs(input: &Path, output: &Path) -> Result<(), PipelineError> {
 
 /// A relative path as a `/`-separated string for records.
 pub fn rel_string(p: &Path) -> String {
-    p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }

@@ -6,7 +6,7 @@
 //! also owns the check that the output really is obfuscated ([`verify_obfuscated`]). It does no
 //! I/O and never prints.
 //!
-//! Exact rules (see [`redact_rgb8`]): with `s = max(2, floor(min(w, h) / 8))` for the scaled box
+//! Exact rules (see [`redact_rgb8`]): with `s = max(4, ceil(min(w, h) / 6))` for the scaled box
 //! `w x h`, blur is three box passes of radius `s` per axis (≈ Gaussian with σ ≈ `s`) and
 //! pixelate uses square blocks of side `s` anchored at the scaled box's top-left pixel.
 

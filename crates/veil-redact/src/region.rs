@@ -156,9 +156,9 @@ impl Region {
         (self.x2 - self.x1).min(self.y2 - self.y1).floor() as usize
     }
 
-    /// Blur radius and pixelate block side: `max(2, short_side / 8)`.
+    /// Blur radius and pixelate block side: `max(4, ceil(short_side / 6))`.
     pub fn strength(&self) -> usize {
-        (self.short_side() / 8).max(2)
+        self.short_side().div_ceil(6).max(4)
     }
 
     /// The central 50% (per axis) of the scaled box, as whole pixels clipped to a `w x h` image.

@@ -16,7 +16,11 @@ use veil_detect::{provision, runtime, DetectPolicy, DeviceRequest, Manifest};
 use veil_pipeline::{RunConfig, DEFAULT_MAX_PIXELS};
 
 #[derive(Parser)]
-#[command(name = "veil", version, about = "De-identify image datasets, prove what was done, withdraw what must go.")]
+#[command(
+    name = "veil",
+    version,
+    about = "De-identify image datasets, prove what was done, withdraw what must go."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -153,11 +157,21 @@ fn redact(a: RedactArgs) -> Result<i32> {
         }
         detect.threshold = t;
     }
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let cfg = RunConfig {
         input: a.input,
         output: a.output,
-        redact: RedactParams { mode: a.mode, shape: a.shape, box_scale: a.box_scale, feather: a.feather, ..RedactParams::default() },
+        redact: RedactParams {
+            mode: a.mode,
+            shape: a.shape,
+            box_scale: a.box_scale,
+            feather: a.feather,
+            ..RedactParams::default()
+        },
         detect,
         jobs,
         device,
@@ -176,7 +190,11 @@ fn redact(a: RedactArgs) -> Result<i32> {
         s.images, s.redacted, s.no_detections, s.failed, s.detections, s.seconds, s.images_per_second, s.device, s.workers
     );
     if !s.other_files.is_empty() {
-        eprintln!("veil: {} files are not images and were not copied (see {}):", s.other_files.len(), veil_ledger::RUN_SUMMARY_FILE);
+        eprintln!(
+            "veil: {} files are not images and were not copied (see {}):",
+            s.other_files.len(),
+            veil_ledger::RUN_SUMMARY_FILE
+        );
         for f in s.other_files.iter().take(10) {
             eprintln!("  {}", f.escape_debug());
         }
@@ -184,11 +202,18 @@ fn redact(a: RedactArgs) -> Result<i32> {
     for l in &s.skipped_links {
         eprintln!("veil: skipped {}", l.escape_debug());
     }
-    eprintln!("veil: records in {}", cfg.output.join(veil_ledger::PROVENANCE_FILE).display());
+    eprintln!(
+        "veil: records in {}",
+        cfg.output.join(veil_ledger::PROVENANCE_FILE).display()
+    );
     if s.failed > 0 {
         eprintln!("veil: {} images failed and have no output:", s.failed);
         for r in report.failed() {
-            eprintln!("  {}: {}", r.path.escape_debug(), r.error.as_deref().unwrap_or(""));
+            eprintln!(
+                "  {}: {}",
+                r.path.escape_debug(),
+                r.error.as_deref().unwrap_or("")
+            );
         }
         return Ok(exit::FAILURES);
     }
@@ -214,7 +239,10 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
         ModelsCommand::List => {
             for m in &manifest.models {
                 println!("model {} ({:?}, detects {})", m.name, m.family, m.class);
-                println!("  source   {}=={} : {} (blake3 {})", m.source.package, m.source.version, m.source.path, m.source.blake3);
+                println!(
+                    "  source   {}=={} : {} (blake3 {})",
+                    m.source.package, m.source.version, m.source.path, m.source.blake3
+                );
                 println!("  convert  {}", m.convert.as_deref().unwrap_or("none"));
                 println!("  blake3   {}", m.blake3);
                 println!("  input    {}", m.input);
@@ -222,7 +250,10 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
                 println!("  cached   {}", provision::model_path(m).display());
             }
             for (kind, rt) in &manifest.runtime {
-                println!("runtime {kind}: {}=={} ({})", rt.package, rt.version, rt.platform);
+                println!(
+                    "runtime {kind}: {}=={} ({})",
+                    rt.package, rt.version, rt.platform
+                );
                 for f in &rt.files {
                     println!("  {} blake3 {}", f.path, f.blake3);
                 }
@@ -231,25 +262,37 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
         }
         ModelsCommand::Verify => {
             let mut bad = 0;
-            let mut check = |label: &str, path: PathBuf, pin: &str| match provision::verify_file(&path, pin) {
-                Ok(()) => println!("ok       {label}: {}", path.display()),
-                Err(e) if !path.exists() => {
-                    let _ = e;
-                    println!("missing  {label}: {} (run `veil models fetch`)", path.display())
-                }
-                Err(e) => {
-                    bad += 1;
-                    println!("ALTERED  {label}: {e}")
-                }
-            };
+            let mut check =
+                |label: &str, path: PathBuf, pin: &str| match provision::verify_file(&path, pin) {
+                    Ok(()) => println!("ok       {label}: {}", path.display()),
+                    Err(e) if !path.exists() => {
+                        let _ = e;
+                        println!(
+                            "missing  {label}: {} (run `veil models fetch`)",
+                            path.display()
+                        )
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        println!("ALTERED  {label}: {e}")
+                    }
+                };
             for (kind, rt) in &manifest.runtime {
                 let dir = provision::runtime_dir(&manifest, kind)?;
                 for f in &rt.files {
-                    check(&format!("runtime {kind}"), dir.join(f.file_name()), &f.blake3);
+                    check(
+                        &format!("runtime {kind}"),
+                        dir.join(f.file_name()),
+                        &f.blake3,
+                    );
                 }
             }
             for m in &manifest.models {
-                check(&format!("model {}", m.name), provision::model_path(m), &m.blake3);
+                check(
+                    &format!("model {}", m.name),
+                    provision::model_path(m),
+                    &m.blake3,
+                );
             }
             Ok(if bad == 0 { exit::OK } else { exit::FAILURES })
         }
@@ -261,10 +304,25 @@ fn doctor(device: &str) -> Result<i32> {
     let request: DeviceRequest = device.parse()?;
     println!("cache directory: {}", provision::cache_dir().display());
     let (env, info) = runtime::init(&manifest, request, &say).context("loading ONNX Runtime")?;
-    println!("runtime library: {} ({})", info.library.display(), info.origin);
-    println!("runtime blake3:  {}{}", info.blake3, if info.origin == "ORT_DYLIB_PATH" { " (user-provided, not pinned)" } else { " (matches the pin)" });
+    println!(
+        "runtime library: {} ({})",
+        info.library.display(),
+        info.origin
+    );
+    println!(
+        "runtime blake3:  {}{}",
+        info.blake3,
+        if info.origin == "ORT_DYLIB_PATH" {
+            " (user-provided, not pinned)"
+        } else {
+            " (matches the pin)"
+        }
+    );
     println!("runtime build:   {}", info.build_info);
-    println!("providers:       CPU{}", if info.cuda_available { ", CUDA" } else { "" });
+    println!(
+        "providers:       CPU{}",
+        if info.cuda_available { ", CUDA" } else { "" }
+    );
     if let Some(d) = &info.cuda_libs {
         println!("CUDA libraries:  {}", d.display());
     }
@@ -273,7 +331,9 @@ fn doctor(device: &str) -> Result<i32> {
         let path = provision::model_path(m);
         match runtime::read_verified_model(&path, &m.blake3) {
             Ok(bytes) => match runtime::create_session(env, info, &bytes, request, 1, &say) {
-                Ok((_, dev)) => println!("model {}: ok, loads on {dev} ({})", m.name, path.display()),
+                Ok((_, dev)) => {
+                    println!("model {}: ok, loads on {dev} ({})", m.name, path.display())
+                }
                 Err(e) => {
                     problems += 1;
                     println!("model {}: verified but does not load: {e}", m.name)
@@ -285,5 +345,9 @@ fn doctor(device: &str) -> Result<i32> {
             }
         }
     }
-    Ok(if problems == 0 { exit::OK } else { exit::FAILURES })
+    Ok(if problems == 0 {
+        exit::OK
+    } else {
+        exit::FAILURES
+    })
 }

@@ -26,7 +26,12 @@ impl Progress {
         Self {
             quiet,
             bar: Mutex::new(None),
-            plain: Mutex::new(PlainState { total: 0, done: 0, started: now, last: now }),
+            plain: Mutex::new(PlainState {
+                total: 0,
+                done: 0,
+                started: now,
+                last: now,
+            }),
         }
     }
 
@@ -61,16 +66,24 @@ impl ProgressSink for Progress {
                 p.started = Instant::now();
                 p.last = p.started;
                 if !self.quiet && std::io::stderr().is_terminal() {
-                    let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                    let b =
+                        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
                     b.set_style(
-                        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     b.enable_steady_tick(Duration::from_millis(200));
                     *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
                 }
             }
-            ProgressEvent::ImageDone { path, status, error, .. } => {
+            ProgressEvent::ImageDone {
+                path,
+                status,
+                error,
+                ..
+            } => {
                 if status == ImageStatus::Failed {
                     self.line(&format!(
                         "veil: failed: {}: {}",
@@ -85,12 +98,17 @@ impl ProgressSink for Progress {
                 let mut p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
                 p.done += 1;
                 let now = Instant::now();
-                if !self.quiet && (now.duration_since(p.last) >= Duration::from_secs(5) || p.done == p.total) {
+                if !self.quiet
+                    && (now.duration_since(p.last) >= Duration::from_secs(5) || p.done == p.total)
+                {
                     p.last = now;
                     let secs = now.duration_since(p.started).as_secs_f64().max(1e-9);
                     let rate = p.done as f64 / secs;
                     let eta = (p.total - p.done) as f64 / rate.max(1e-9);
-                    let msg = format!("veil: {}/{} images ({rate:.1} images/s, ETA {eta:.0} s)", p.done, p.total);
+                    let msg = format!(
+                        "veil: {}/{} images ({rate:.1} images/s, ETA {eta:.0} s)",
+                        p.done, p.total
+                    );
                     drop(p);
                     self.line(&msg);
                 }
