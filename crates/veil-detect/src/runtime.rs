@@ -89,7 +89,16 @@ fn choose_library(
     if request != DeviceRequest::Cpu {
         let dir = provision::runtime_dir(manifest, "cuda")?;
         let lib = dir.join(&manifest.runtime("cuda")?.library);
-        if lib.exists() || matches!(request, DeviceRequest::Cuda(_)) {
+        if !lib.exists() && matches!(request, DeviceRequest::Cuda(_)) {
+            // Never start a 1.6 GB download implicitly: fetching the GPU runtime is a deliberate step.
+            return Err(DetectError::Runtime {
+                reason: format!(
+                    "--device cuda needs the CUDA build of ONNX Runtime, which is not provisioned ({} missing); run `veil models fetch --gpu` first",
+                    lib.display()
+                ),
+            });
+        }
+        if lib.exists() {
             let lib = provision::ensure_runtime(manifest, "cuda", notify)?;
             let libs = provision::cuda_lib_dir(&dir);
             return Ok((lib, "cuda".into(), libs.exists().then_some(libs)));
