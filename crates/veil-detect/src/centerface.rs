@@ -62,10 +62,21 @@ pub fn preprocess(
     resizer: &mut fir::Resizer,
 ) -> Result<Array4<f32>, DetectError> {
     let (nw, nh) = (pass.net_w, pass.net_h);
+    // Tile plans are computed in floating point: clamp so rounding never leaves the image.
+    let (iw, ih) = (img.width() as f64, img.height() as f64);
+    let (x, y) = (
+        pass.x.clamp(0.0, (iw - 1.0).max(0.0)),
+        pass.y.clamp(0.0, (ih - 1.0).max(0.0)),
+    );
     let mut dst = fir::images::Image::new(nw, nh, fir::PixelType::U8x3);
     let opts = fir::ResizeOptions::new()
         .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear))
-        .crop(pass.x, pass.y, pass.w.max(1.0), pass.h.max(1.0));
+        .crop(
+            x,
+            y,
+            (pass.w.min(iw - x)).max(1e-3),
+            (pass.h.min(ih - y)).max(1e-3),
+        );
     resizer
         .resize(img, &mut dst, &opts)
         .map_err(|e| DetectError::Preprocess {
@@ -154,7 +165,7 @@ impl CenterFace {
         let mut all = Vec::new();
         for pass in plan_passes(img.width(), img.height(), policy, SIZE_MULTIPLE) {
             let input = preprocess(img, &pass, &mut self.resizer)?;
-            let found = self.run_tensor(&input, policy.threshold)?;
+            let found = self.run_tensor(&input, policy.threshold as f32)?;
             let dets: Vec<Detection> = found
                 .into_iter()
                 .map(|(b, score)| Detection {
@@ -167,9 +178,9 @@ impl CenterFace {
                     model: self.name.clone(),
                 })
                 .collect();
-            all.extend(nms(dets, policy.nms_iou));
+            all.extend(nms(dets, policy.nms_iou as f32));
         }
-        Ok(nms(all, policy.nms_iou))
+        Ok(nms(all, policy.nms_iou as f32))
     }
 }
 
@@ -221,6 +232,20 @@ mod tests {
     #[test]
     fn decode_rejects_short_buffers_instead_of_panicking() {
         assert!(decode(&[0.9], &[0.0], &[0.0], 4, 4, 0.5).is_empty());
+    }
+
+    /// Regression: float rounding in tile plans once put crops a hair outside 12 MP images.
+    #[test]
+    fn every_planned_pass_of_awkward_sizes_can_be_prepared() {
+        let mut resizer = fir::Resizer::new();
+        for (w, h) in [(3098, 3873), (4164, 2882)] {
+            let img = RgbImage::new(w, h);
+            for pass in plan_passes(w, h, &DetectPolicy::default(), SIZE_MULTIPLE) {
+                let t = preprocess(&img, &pass, &mut resizer)
+                    .unwrap_or_else(|e| panic!("{w}x{h} {pass:?}: {e}"));
+                assert_eq!(t.shape(), &[1, 3, pass.net_h as usize, pass.net_w as usize]);
+            }
+        }
     }
 
     #[test]

@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DetectPolicy {
     /// Minimum score for a detection to count.
-    pub threshold: f32,
+    pub threshold: f64,
     /// IoU above which overlapping detections are merged.
-    pub nms_iou: f32,
+    pub nms_iou: f64,
     pub coarse_max_side: u32,
     /// Scale of the fine pass; 0 disables it.
-    pub fine_scale: f32,
+    pub fine_scale: f64,
     pub fine_max_pixels: u64,
     pub tile: u32,
     pub overlap: u32,
@@ -45,7 +45,7 @@ impl Default for DetectPolicy {
 
 impl DetectPolicy {
     /// deface's single-scale behaviour: the whole image at native size, one pass.
-    pub fn single_scale(threshold: f32) -> Self {
+    pub fn single_scale(threshold: f64) -> Self {
         Self {
             threshold,
             coarse_max_side: u32::MAX,
@@ -119,7 +119,7 @@ pub fn plan_passes(w: u32, h: u32, policy: &DetectPolicy, multiple: u32) -> Vec<
         return passes;
     }
     let budget = (policy.fine_max_pixels as f64 / (wf * hf).max(1.0)).sqrt();
-    let fine = (policy.fine_scale as f64).min(budget);
+    let fine = policy.fine_scale.min(budget);
     if fine < coarse * 1.25 {
         return passes;
     }
@@ -202,6 +202,25 @@ mod tests {
         };
         let b = pass.to_source(veil_core::BBox::new(0.0, 0.0, 40.0, 20.0));
         assert_eq!(b, veil_core::BBox::new(100.0, 50.0, 120.0, 60.0));
+    }
+
+    #[test]
+    fn tiles_never_leave_the_image_for_awkward_sizes() {
+        for (w, h) in [
+            (3098, 3873),
+            (4164, 2882),
+            (4619, 2598),
+            (1001, 999),
+            (2049, 17),
+        ] {
+            for t in plan_passes(w, h, &DetectPolicy::default(), 32) {
+                assert!(t.x >= 0.0 && t.y >= 0.0, "{w}x{h}: {t:?}");
+                assert!(
+                    t.x + t.w <= w as f64 + 1e-6 && t.y + t.h <= h as f64 + 1e-6,
+                    "{w}x{h}: {t:?}"
+                );
+            }
+        }
     }
 
     #[test]

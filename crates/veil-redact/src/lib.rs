@@ -28,7 +28,7 @@ pub enum RedactError {
     #[error("invalid redaction parameter {field} = {value}: {reason}")]
     InvalidParams {
         field: &'static str,
-        value: f32,
+        value: f64,
         reason: &'static str,
     },
     /// A region has a NaN or infinite coordinate; it cannot be located, so nothing is done.

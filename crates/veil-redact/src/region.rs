@@ -123,12 +123,12 @@ impl Region {
         {
             return Err(RedactError::NonFiniteRegion { index, bbox: *bbox });
         }
-        let [x1, y1, x2, y2] = scaled_f64(bbox, params.box_scale as f64);
+        let [x1, y1, x2, y2] = scaled_f64(bbox, params.box_scale);
         let (bw, bh) = (x2 - x1, y2 - y1);
         if bw <= 0.0 || bh <= 0.0 || !bw.is_finite() || !bh.is_finite() {
             return Ok(None);
         }
-        let feather = (params.feather as f64 * bw.min(bh)).max(1.0);
+        let feather = (params.feather * bw.min(bh)).max(1.0);
         let (rx0, rx1) = span(x1 - feather, x2 + feather, w, true);
         let (ry0, ry1) = span(y1 - feather, y2 + feather, h, true);
         let rect = PixRect {

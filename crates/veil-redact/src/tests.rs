@@ -69,15 +69,15 @@ const SHAPES: [Shape; 2] = [Shape::Ellipse, Shape::Box];
 
 /// Whether the centre of pixel `(x, y)` lies outside the scaled box grown by the feather width.
 fn outside_band(b: &BBox, p: &RedactParams, x: u32, y: u32) -> bool {
-    let s = b.scaled(p.box_scale);
-    let f = (p.feather * s.width().min(s.height())).max(1.0);
+    let s = b.scaled(p.box_scale as f32);
+    let f = (p.feather as f32 * s.width().min(s.height())).max(1.0);
     let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
     cx <= s.x1 - f || cx >= s.x2 + f || cy <= s.y1 - f || cy >= s.y2 + f
 }
 
 /// The central 50% of the scaled box.
 fn core(b: &BBox, p: &RedactParams) -> BBox {
-    b.scaled(p.box_scale).scaled(0.5)
+    b.scaled(p.box_scale as f32).scaled(0.5)
 }
 
 fn jpeg_roundtrip(img: &RgbImage) -> RgbImage {
@@ -331,13 +331,13 @@ fn non_finite_region_is_an_error_and_leaves_image_untouched() {
 fn invalid_params_are_rejected() {
     let mut img = noise(16, 16, 7);
     let b = [BBox::new(2.0, 2.0, 10.0, 10.0)];
-    let cases: [(f32, f32, &str); 6] = [
+    let cases: [(f64, f64, &str); 6] = [
         (0.0, 0.1, "box_scale"),
         (-1.0, 0.1, "box_scale"),
-        (f32::NAN, 0.1, "box_scale"),
-        (f32::INFINITY, 0.1, "box_scale"),
+        (f64::NAN, 0.1, "box_scale"),
+        (f64::INFINITY, 0.1, "box_scale"),
         (1.3, -0.1, "feather"),
-        (1.3, f32::NAN, "feather"),
+        (1.3, f64::NAN, "feather"),
     ];
     for (box_scale, feather, name) in cases {
         let mut p = params(Mode::Blur, Shape::Ellipse);

@@ -79,13 +79,13 @@ struct RedactArgs {
     shape: Shape,
     /// Grow every detection box by this factor before obfuscating it.
     #[arg(long, default_value_t = 1.3)]
-    box_scale: f32,
+    box_scale: f64,
     /// Soft edge width as a fraction of the region's short side (added outside the shape).
     #[arg(long, default_value_t = 0.08)]
-    feather: f32,
+    feather: f64,
     /// Minimum face score (lower finds more faces and more false boxes).
     #[arg(long)]
-    threshold: Option<f32>,
+    threshold: Option<f64>,
     /// Detection scales.
     #[arg(long, value_enum, default_value = "multi")]
     scales: Scales,

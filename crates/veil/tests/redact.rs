@@ -1,9 +1,10 @@
 //! End-to-end tests of `veil redact`: the real binary, real models, real photos, temp dirs.
 
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::fs;
-use std::path::Path;
 
 use common::*;
 use veil_pipeline::container::{scan, MetadataKind};

