@@ -12,3 +12,20 @@ pub use provenance::{
     read_provenance, write_provenance_sorted, ModelRef, ProvenanceError, ProvenanceRecord,
     RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
 };
+
+#[cfg(test)]
+mod hash_vectors {
+    /// The hash format written in datasets-manifest/README.md: blake3, lowercase hex, no prefix.
+    #[test]
+    fn pinned_blake3_test_vectors() {
+        let hex = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+        assert_eq!(
+            hex(b""),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert_eq!(
+            hex(b"veil"),
+            "3cdd105e421fced773eb30aa07353eb01712d97b37a227cc1410803b6b5add86"
+        );
+    }
+}
