@@ -109,3 +109,113 @@ fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<De
         icc_profile,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::imageops;
+
+    /// A JPEG whose stored pixels are `stored`, tagged with EXIF orientation `o`.
+    fn jpeg_with_orientation(stored: &RgbImage, o: u16) -> Vec<u8> {
+        let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        tiff.extend_from_slice(&o.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 100);
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+        enc.add_exif_metadata(&tiff).unwrap();
+        let (w, h) = stored.dimensions();
+        enc.encode(
+            stored.as_raw(),
+            w as u16,
+            h as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+        out
+    }
+
+    /// EXIF orientations 1..8 as the specification defines them, from the stored pixels.
+    fn upright(stored: &RgbImage, o: u16) -> RgbImage {
+        match o {
+            1 => stored.clone(),
+            2 => imageops::flip_horizontal(stored),
+            3 => imageops::rotate180(stored),
+            4 => imageops::flip_vertical(stored),
+            5 => imageops::flip_horizontal(&imageops::rotate90(stored)), // transpose
+            6 => imageops::rotate90(stored),
+            7 => imageops::flip_horizontal(&imageops::rotate270(stored)), // transverse
+            8 => imageops::rotate270(stored),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn every_exif_orientation_is_applied_before_anything_else() {
+        // 4x2 blocks of 8 px, every block a different colour, so any wrong turn or flip shows.
+        let stored = RgbImage::from_fn(32, 16, |x, y| {
+            let b = (y / 8 * 4 + x / 8) as u8;
+            image::Rgb([b * 30, 255 - b * 30, (b % 3) * 100])
+        });
+        for o in 1..=8u16 {
+            let d = decode(
+                &jpeg_with_orientation(&stored, o),
+                ImageFormat::Jpeg,
+                1 << 20,
+            )
+            .unwrap();
+            assert_eq!(d.orientation as u16, o);
+            let Working::Rgb(got) = d.image else {
+                panic!("rgb expected")
+            };
+            let want = upright(&stored, o);
+            assert_eq!(got.dimensions(), want.dimensions(), "orientation {o}");
+            for (x, y) in [
+                (4, 4),
+                (12, 4),
+                (4, 12),
+                (12, 12),
+                (4, 28),
+                (12, 28),
+                (28, 4),
+            ] {
+                if x >= want.width() || y >= want.height() {
+                    continue;
+                }
+                let (g, w) = (got.get_pixel(x, y), want.get_pixel(x, y));
+                for c in 0..3 {
+                    assert!(
+                        g[c].abs_diff(w[c]) <= 8,
+                        "orientation {o} at ({x},{y}): {g:?} vs {w:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_above_the_pixel_cap_is_refused_before_decoding() {
+        let img = RgbImage::new(300, 200);
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let err = decode(&png, ImageFormat::Png, 50_000).unwrap_err();
+        assert!(err.contains("above the limit"), "{err}");
+        assert!(decode(&png, ImageFormat::Png, 60_000).is_ok());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [
+            &b""[..],
+            b"\xff\xd8\xff",
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+            b"RIFF\0\0\0\0WEBP",
+        ] {
+            for f in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP] {
+                assert!(decode(bytes, f, 1 << 20).is_err());
+            }
+        }
+    }
+}

@@ -242,3 +242,123 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), String> {
         format!("{}: {e}", dest.display())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Result<Vec<Detection>, String>);
+
+    impl Detector for Fixed {
+        fn detect(&mut self, _: &RgbImage) -> Result<Vec<Detection>, String> {
+            self.0.clone()
+        }
+    }
+
+    fn settings() -> ImageSettings {
+        ImageSettings {
+            redact: RedactParams::default(),
+            max_pixels: 1 << 24,
+            jpeg_quality: 90,
+            models: vec![],
+            params: serde_json::json!({}),
+            params_blake3: String::new(),
+        }
+    }
+
+    /// Deterministic detailed test picture (so blurring measurably removes detail).
+    fn picture() -> RgbImage {
+        let mut s = 12345u32;
+        RgbImage::from_fn(160, 120, |_, _| {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let v = (s >> 16) as u8;
+            image::Rgb([v, v / 2, 255 - v])
+        })
+    }
+
+    fn face(x: f32, y: f32) -> Detection {
+        Detection {
+            bbox: BBox::new(x, y, x + 40.0, y + 40.0),
+            score: 0.9,
+            class: veil_core::ObjectClass::Face,
+            model: "test".into(),
+        }
+    }
+
+    fn setup(name: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let (i, o) = (t.path().join("in"), t.path().join("out"));
+        fs::create_dir_all(&i).unwrap();
+        picture().save(i.join(name)).unwrap();
+        (t, i, o)
+    }
+
+    #[test]
+    fn detected_region_is_redacted_and_recorded() {
+        let (_t, i, o) = setup("a.png");
+        let rec = process_image(
+            &i,
+            &o,
+            Path::new("a.png"),
+            "a.png",
+            &settings(),
+            &mut Fixed(Ok(vec![face(50.0, 40.0)])),
+        );
+        assert_eq!(rec.status, ImageStatus::Redacted, "{:?}", rec.error);
+        let bytes = fs::read(o.join("a.png")).unwrap();
+        assert_eq!(
+            rec.output_blake3.unwrap(),
+            blake3::hash(&bytes).to_hex().to_string()
+        );
+        assert_eq!(rec.format.as_deref(), Some("png"));
+    }
+
+    #[test]
+    fn detector_failure_fails_closed_and_removes_a_stale_output() {
+        let (_t, i, o) = setup("a.png");
+        fs::create_dir_all(&o).unwrap();
+        fs::write(o.join("a.png"), b"stale output of an earlier run").unwrap();
+        let rec = process_image(
+            &i,
+            &o,
+            Path::new("a.png"),
+            "a.png",
+            &settings(),
+            &mut Fixed(Err("boom".into())),
+        );
+        assert_eq!(rec.status, ImageStatus::Failed);
+        assert_eq!(rec.error_stage, Some(FailureStage::Detect));
+        assert_eq!(rec.error.as_deref(), Some("boom"));
+        assert!(rec.output_blake3.is_none());
+        assert!(
+            !o.join("a.png").exists(),
+            "a failed image must leave no output"
+        );
+    }
+
+    #[test]
+    fn validation_rejects_an_output_whose_region_was_not_obfuscated() {
+        let img = picture();
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let regions = [face(50.0, 40.0).bbox];
+        let err = validate_output(&png, ImageFormat::Png, &img, &regions, &settings()).unwrap_err();
+        assert!(err.contains("not obfuscated"), "{err}");
+        assert!(validate_output(&png, ImageFormat::Png, &img, &[], &settings()).is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_metadata_in_the_encoded_output() {
+        let img = RgbImage::from_pixel(16, 16, image::Rgb([1, 2, 3]));
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        enc.add_exif_metadata(b"MM\0\x2a\0\0\0\x08\0\0\0\0\0\0")
+            .unwrap();
+        enc.encode(img.as_raw(), 16, 16, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let err = validate_output(&out, ImageFormat::Jpeg, &img, &[], &settings()).unwrap_err();
+        assert!(err.contains("metadata"), "{err}");
+    }
+}
