@@ -107,12 +107,19 @@ fn pip_download(
     if !with_deps {
         cmd.arg("--no-deps");
     }
-    cmd.args([
-        "--only-binary=:all:",
-        "--python-version",
-        &wheels.python_version,
-    ]);
-    cmd.args(["--platform", &wheels.platform, "-d"]);
+    cmd.arg("--only-binary=:all:");
+    if !with_deps {
+        // Pinning the platform and Python tags fixes which wheel, hence which library bytes, pip
+        // picks. pip matches --platform exactly, so dependency sets (the NVIDIA wheels, tagged
+        // with various manylinux versions) are resolved for this machine instead.
+        cmd.args([
+            "--python-version",
+            &wheels.python_version,
+            "--platform",
+            &wheels.platform,
+        ]);
+    }
+    cmd.arg("-d");
     cmd.arg(dest_dir).arg(spec);
     let out = cmd.output().map_err(|e| DetectError::Pip {
         spec: spec.to_string(),

@@ -153,10 +153,6 @@ fn init_inner(
             });
         }
     }
-    if let Some(dir) = &cuda_libs {
-        // Best effort: the CUDA provider reports missing libraries itself when it is registered.
-        let _ = ort::ep::cuda::preload_dylibs(Some(dir), Some(dir));
-    }
     let env = ort::init_from(&library)
         .map_err(|e| DetectError::Runtime {
             reason: format!("cannot load ONNX Runtime from {}: {e}", library.display()),
@@ -167,6 +163,11 @@ fn init_inner(
         .map_err(|e| DetectError::Runtime {
             reason: e.to_string(),
         })?;
+    if let Some(dir) = &cuda_libs {
+        // After the runtime is loaded (ort would otherwise try an implicit load and panic), before
+        // any session. Best effort: a missing library is reported when the provider is registered.
+        let _ = ort::ep::cuda::preload_dylibs(Some(dir), Some(dir));
+    }
     let cuda_available = <ort::ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false);
     let info = RuntimeInfo {
         library,
@@ -221,7 +222,8 @@ pub fn create_session(
                 .map_err(|e| e.to_string())?
                 .with_execution_providers([ep])
                 .map_err(|e| e.to_string())?;
-            b.commit_from_memory(model_bytes).map_err(|e| e.to_string())
+            b.commit_from_memory(model_bytes)
+                .map_err(|e| e.to_string().trim().to_string())
         })();
         match attempt {
             Ok(s) => return Ok((s, Device::Cuda(id))),
