@@ -11,6 +11,7 @@ pub mod onnx_edit;
 pub mod provision;
 pub mod runtime;
 pub mod scales;
+pub mod yolox;
 
 pub use centerface::{decode as decode_centerface, hwc_to_nchw, CenterFace};
 pub use error::DetectError;
