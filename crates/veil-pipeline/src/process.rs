@@ -6,12 +6,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
-use veil_core::{BBox, Detection, FailureStage, ImageStatus, RedactParams, TOOL_VERSION};
+use veil_core::{BBox, Detection, FailureStage, ImageStatus, ObjectClass, TOOL_VERSION};
 use veil_ledger::{ModelRef, ProvenanceRecord, PROVENANCE_SCHEMA};
 
 use crate::container::{self, ContainerFormat, MetadataKind};
 use crate::decode::{self, Working};
 use crate::encode;
+use crate::policy::Policy;
 
 /// Anything that turns an upright RGB image into detections.
 pub trait Detector: Send {
@@ -21,7 +22,9 @@ pub trait Detector: Send {
 /// Settings shared by every image of a run.
 #[derive(Debug, Clone)]
 pub struct ImageSettings {
-    pub redact: RedactParams,
+    pub policy: Policy,
+    /// blake3 of the policy file, when one was given.
+    pub policy_blake3: Option<String>,
     pub max_pixels: u64,
     pub jpeg_quality: u8,
     pub models: Vec<ModelRef>,
@@ -102,7 +105,9 @@ pub fn process_image(
         models: settings.models.clone(),
         params_blake3: settings.params_blake3.clone(),
         params: settings.params.clone(),
+        policy_blake3: settings.policy_blake3.clone(),
         tool_version: TOOL_VERSION.to_string(),
+        check: None,
         error_stage,
         error,
     }
@@ -168,13 +173,17 @@ fn run_steps(
     p.detections = detector
         .detect(&original_rgb)
         .map_err(fail(FailureStage::Detect))?;
-    let regions: Vec<BBox> = p.detections.iter().map(|d| d.bbox).collect();
+    // Persons first, then faces on top, each with its class's parameters.
+    let groups = class_groups(&p.detections);
     let mut image = decoded.image;
-    match &mut image {
-        Working::Rgb(i) => veil_redact::redact_rgb8(i, &regions, &settings.redact),
-        Working::Rgba(i) => veil_redact::redact_rgba8(i, &regions, &settings.redact),
+    for (class, regions) in &groups {
+        let params = &settings.policy.class(*class).redact;
+        match &mut image {
+            Working::Rgb(i) => veil_redact::redact_rgb8(i, regions, params),
+            Working::Rgba(i) => veil_redact::redact_rgba8(i, regions, params),
+        }
+        .map_err(|e| fail(FailureStage::Redact)(format!("{class} regions: {e}")))?;
     }
-    .map_err(|e| fail(FailureStage::Redact)(e.to_string()))?;
     let icc = decoded.icc_profile.as_deref();
     let out = encode::encode(
         &image,
@@ -185,10 +194,27 @@ fn run_steps(
     )
     .map_err(fail(FailureStage::Encode))?;
     drop(image);
-    validate_output(&out, format, &original_rgb, &regions, settings)
+    validate_output(&out, format, &original_rgb, &groups, settings)
         .map_err(fail(FailureStage::Verify))?;
     write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
     Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
+}
+
+/// Detection boxes grouped by class, in the order they are applied (persons, then faces).
+pub fn class_groups(dets: &[Detection]) -> Vec<(ObjectClass, Vec<BBox>)> {
+    [ObjectClass::Person, ObjectClass::Face]
+        .into_iter()
+        .map(|c| {
+            (
+                c,
+                dets.iter()
+                    .filter(|d| d.class == c)
+                    .map(|d| d.bbox)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
 }
 
 /// Decodes what is about to be written and checks it: same size, every region obfuscated, a
@@ -197,7 +223,7 @@ pub fn validate_output(
     out: &[u8],
     format: ImageFormat,
     original: &RgbImage,
-    regions: &[BBox],
+    groups: &[(ObjectClass, Vec<BBox>)],
     settings: &ImageSettings,
 ) -> Result<(), String> {
     let info = container::scan(out);
@@ -216,8 +242,25 @@ pub fn validate_output(
         return Err("output carries an orientation".into());
     }
     let rgb = back.image.to_rgb();
-    veil_redact::verify_obfuscated(original, &rgb, regions, &settings.redact)
-        .map_err(|e| e.to_string())
+    for (i, (class, regions)) in groups.iter().enumerate() {
+        let params = &settings.policy.class(*class).redact;
+        // Areas a later group painted over (a blurred face inside a pixelated person) are
+        // verified with that group's parameters, so they are left out here.
+        let exclude: Vec<BBox> = groups[i + 1..]
+            .iter()
+            .flat_map(|(c, rs)| {
+                let p = settings.policy.class(*c).redact;
+                rs.iter().map(move |r| {
+                    let s = r.scaled(p.box_scale as f32);
+                    let grow = (p.feather as f32 * s.width().min(s.height())).max(1.0) + 2.0;
+                    BBox::new(s.x1 - grow, s.y1 - grow, s.x2 + grow, s.y2 + grow)
+                })
+            })
+            .collect();
+        veil_redact::verify_obfuscated_except(original, &rgb, regions, params, &exclude)
+            .map_err(|e| format!("{class} {e}"))?;
+    }
+    Ok(())
 }
 
 /// Writes via a temporary file in the destination directory, fsync, rename: a crash leaves
@@ -257,7 +300,8 @@ mod tests {
 
     fn settings() -> ImageSettings {
         ImageSettings {
-            redact: RedactParams::default(),
+            policy: Policy::default(),
+            policy_blake3: None,
             max_pixels: 1 << 24,
             jpeg_quality: 90,
             models: vec![],
@@ -343,8 +387,8 @@ mod tests {
         image::DynamicImage::ImageRgb8(img.clone())
             .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
             .unwrap();
-        let regions = [face(50.0, 40.0).bbox];
-        let err = validate_output(&png, ImageFormat::Png, &img, &regions, &settings()).unwrap_err();
+        let groups = class_groups(&[face(50.0, 40.0)]);
+        let err = validate_output(&png, ImageFormat::Png, &img, &groups, &settings()).unwrap_err();
         assert!(err.contains("not obfuscated"), "{err}");
         assert!(validate_output(&png, ImageFormat::Png, &img, &[], &settings()).is_ok());
     }

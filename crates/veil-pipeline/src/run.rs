@@ -8,29 +8,46 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use veil_core::{Detection, ImageStatus, ProgressEvent, ProgressSink, RedactParams, TOOL_VERSION};
-use veil_detect::{provision, runtime, CenterFace, DetectPolicy, DeviceRequest, Manifest};
+use veil_core::{Detection, ImageStatus, ObjectClass, ProgressEvent, ProgressSink, TOOL_VERSION};
+use veil_detect::yolox::{PersonPolicy, Yolox};
+use veil_detect::{provision, runtime, CenterFace, DetectPolicy, DeviceRequest, Family, Manifest};
 use veil_ledger::{ModelRef, ProvenanceRecord, RunSummary, PROVENANCE_FILE, RUN_SUMMARY_FILE};
 
 use crate::container;
+use crate::fusion;
+use crate::policy::Policy;
 use crate::process::{process_image, Detector, ImageSettings};
 use crate::walk::{check_dirs, rel_string, walk};
 use crate::PipelineError;
+
+/// Which detectors run, and how.
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    pub faces: bool,
+    pub persons: bool,
+    pub face_model: String,
+    pub person_model: String,
+    /// Face scales and tiling (its threshold is taken from the policy).
+    pub face_scales: DetectPolicy,
+    /// Person tiling (its threshold is taken from the policy).
+    pub person_tiles: bool,
+    pub policy: Policy,
+    pub device: DeviceRequest,
+}
 
 /// Everything `veil redact` is asked to do.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub input: PathBuf,
     pub output: PathBuf,
-    pub redact: RedactParams,
-    pub detect: DetectPolicy,
+    pub detectors: DetectorConfig,
+    /// blake3 of the policy file, when one was given.
+    pub policy_blake3: Option<String>,
     pub jobs: usize,
-    pub device: DeviceRequest,
     pub max_pixels: u64,
     pub jpeg_quality: u8,
     /// Copy files that are not images (annotations, licences) unchanged.
     pub copy_other: bool,
-    pub face_model: String,
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
@@ -48,27 +65,163 @@ impl RunReport {
     }
 }
 
-struct FaceDetector {
-    model: CenterFace,
-    policy: DetectPolicy,
+/// The detectors of one worker (each owns its inference sessions) and how their results are fused.
+pub struct Detectors {
+    face: Option<(CenterFace, DetectPolicy)>,
+    person: Option<(Yolox, PersonPolicy)>,
+    head_fallback: bool,
 }
 
-impl Detector for FaceDetector {
-    fn detect(&mut self, img: &image::RgbImage) -> Result<Vec<Detection>, String> {
-        self.model
-            .detect(img, &self.policy)
-            .map_err(|e| e.to_string())
+impl std::fmt::Debug for Detectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detectors")
+            .field("head_fallback", &self.head_fallback)
+            .finish()
     }
+}
+
+impl Detector for Detectors {
+    fn detect(&mut self, img: &image::RgbImage) -> Result<Vec<Detection>, String> {
+        let mut all = Vec::new();
+        if let Some((m, p)) = &mut self.face {
+            all.extend(
+                m.detect(img, p)
+                    .map_err(|e| format!("face detector: {e}"))?,
+            );
+        }
+        if let Some((m, p)) = &mut self.person {
+            all.extend(
+                m.detect(img, p)
+                    .map_err(|e| format!("person detector: {e}"))?,
+            );
+        }
+        Ok(fusion::fuse(
+            all,
+            0.3,
+            self.head_fallback && self.person.is_some(),
+        ))
+    }
+}
+
+/// Detectors ready for `n` workers, and what was loaded.
+pub struct Loaded {
+    pub detectors: Vec<Detectors>,
+    pub device: runtime::Device,
+    pub models: Vec<ModelRef>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("device", &self.device)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+/// Loads (provisioning and verifying first) the configured models, one session per worker.
+pub fn load_detectors(
+    cfg: &DetectorConfig,
+    n: usize,
+    progress: &dyn ProgressSink,
+) -> Result<Loaded, PipelineError> {
+    let notify = |m: &str| {
+        progress.event(ProgressEvent::Provision {
+            message: m.to_string(),
+        })
+    };
+    let notice = |m: &str| {
+        progress.event(ProgressEvent::Notice {
+            message: m.to_string(),
+        })
+    };
+    let manifest = Manifest::builtin()?.with_local()?;
+    let (env, info) = runtime::init(&manifest, cfg.device, &notify)?;
+    let mut wanted: Vec<(&str, ObjectClass)> = Vec::new();
+    if cfg.faces {
+        wanted.push((&cfg.face_model, ObjectClass::Face));
+    }
+    if cfg.persons {
+        wanted.push((&cfg.person_model, ObjectClass::Person));
+    }
+    if wanted.is_empty() {
+        return Err(PipelineError::Usage(
+            "nothing to detect: --detect needs faces and/or persons".into(),
+        ));
+    }
+    let mut specs = Vec::new();
+    for (name, class) in wanted {
+        let spec = manifest.model(name)?.clone();
+        if spec.class != class {
+            return Err(PipelineError::Usage(format!(
+                "model `{name}` detects {}, not {class}",
+                spec.class
+            )));
+        }
+        let path = provision::ensure_model(&spec, &notify)?;
+        let bytes = runtime::read_verified_model(&path, &spec.blake3)?;
+        specs.push((spec, bytes));
+    }
+    let models = specs
+        .iter()
+        .map(|(s, _)| ModelRef {
+            name: s.name.clone(),
+            family: s.family.as_str().to_string(),
+            blake3: s.blake3.clone(),
+        })
+        .collect();
+    let mut device_used = None;
+    let mut detectors = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let mut d = Detectors {
+            face: None,
+            person: None,
+            head_fallback: cfg.policy.head_fallback,
+        };
+        for (spec, bytes) in &specs {
+            // Once the first session settled the device, the rest use it directly.
+            let request = match device_used {
+                Some(runtime::Device::Cpu) => DeviceRequest::Cpu,
+                Some(runtime::Device::Cuda(k)) => DeviceRequest::Cuda(k),
+                None => cfg.device,
+            };
+            let (session, device) = runtime::create_session(env, info, bytes, request, 1, &notice)?;
+            device_used = Some(device);
+            match spec.family {
+                Family::Centerface => {
+                    let mut scales = cfg.face_scales;
+                    scales.threshold = cfg.policy.face.threshold;
+                    d.face = Some((CenterFace::new(session, spec.name.clone()), scales));
+                }
+                Family::Yolox => {
+                    let policy = PersonPolicy {
+                        threshold: cfg.policy.person.threshold,
+                        tiles: cfg.person_tiles,
+                        ..PersonPolicy::default()
+                    };
+                    d.person = Some((Yolox::new(session, spec.name.clone())?, policy));
+                }
+            }
+        }
+        detectors.push(d);
+    }
+    Ok(Loaded {
+        detectors,
+        device: device_used.unwrap_or(runtime::Device::Cpu),
+        models,
+    })
 }
 
 /// Parameters recorded in every provenance record (and hashed into `params_blake3`).
 fn params_json(cfg: &RunConfig) -> serde_json::Value {
+    let d = &cfg.detectors;
     serde_json::json!({
-        "redact": cfg.redact,
-        "detect": cfg.detect,
+        "policy": d.policy,
+        "face_scales": if d.faces { serde_json::to_value(d.face_scales).ok() } else { None },
+        "person_tiles": if d.persons { Some(d.person_tiles) } else { None },
+        "detect": { "faces": d.faces, "persons": d.persons },
         "max_pixels": cfg.max_pixels,
         "jpeg_quality": cfg.jpeg_quality,
-        "face_model": cfg.face_model,
     })
 }
 
@@ -107,41 +260,16 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     let jobs = cfg.jobs.max(1);
 
     // Models and runtime: verified before load; fetched on first use.
-    let notify = |m: &str| {
-        progress.event(ProgressEvent::Provision {
-            message: m.to_string(),
-        })
-    };
-    let manifest = Manifest::builtin()?;
-    let spec = manifest.model(&cfg.face_model)?.clone();
-    let (env, info) = runtime::init(&manifest, cfg.device, &notify)?;
-    let model_path = provision::ensure_model(&spec, &notify)?;
-    let model_bytes = runtime::read_verified_model(&model_path, &spec.blake3)?;
-    let mut detectors: Vec<FaceDetector> = Vec::with_capacity(jobs);
-    let mut device_used = None;
-    for _ in 0..jobs.min(listing.images.len().max(1)) {
-        // Once the first session settled the device, the rest use it directly.
-        let request = match device_used {
-            Some(runtime::Device::Cpu) => DeviceRequest::Cpu,
-            Some(runtime::Device::Cuda(n)) => DeviceRequest::Cuda(n),
-            None => cfg.device,
-        };
-        let notice = |m: &str| {
-            progress.event(ProgressEvent::Notice {
-                message: m.to_string(),
-            })
-        };
-        let (session, device) =
-            runtime::create_session(env, info, &model_bytes, request, 1, &notice)?;
-        device_used = Some(device);
-        detectors.push(FaceDetector {
-            model: CenterFace::new(session, spec.name.clone()),
-            policy: cfg.detect,
-        });
-    }
-    drop(model_bytes);
-    let device = device_used.unwrap_or(runtime::Device::Cpu);
-
+    cfg.detectors.policy.validate()?;
+    let Loaded {
+        detectors,
+        device,
+        models,
+    } = load_detectors(
+        &cfg.detectors,
+        jobs.min(listing.images.len().max(1)),
+        progress,
+    )?;
     let params = params_json(cfg);
     let params_blake3 = blake3::hash(
         serde_json::to_string(&params)
@@ -150,13 +278,9 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     )
     .to_hex()
     .to_string();
-    let models = vec![ModelRef {
-        name: spec.name.clone(),
-        family: "centerface".into(),
-        blake3: spec.blake3.clone(),
-    }];
     let settings = ImageSettings {
-        redact: cfg.redact,
+        policy: cfg.detectors.policy,
+        policy_blake3: cfg.policy_blake3.clone(),
         max_pixels: cfg.max_pixels,
         jpeg_quality: cfg.jpeg_quality,
         models: models.clone(),
@@ -288,7 +412,9 @@ fn unreachable_detector(rel: &str, settings: &ImageSettings) -> ProvenanceRecord
         models: settings.models.clone(),
         params_blake3: settings.params_blake3.clone(),
         params: settings.params.clone(),
+        policy_blake3: settings.policy_blake3.clone(),
         tool_version: TOOL_VERSION.to_string(),
+        check: None,
         error_stage: Some(veil_core::FailureStage::Detect),
         error: Some("internal: no free detector".into()),
     }
@@ -326,4 +452,148 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
         }
     }
     (copied, listed)
+}
+
+/// Result of a leakage re-check.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub images: u64,
+    /// (path, detection) for every detection not covered by an obfuscated region.
+    pub leaks: Vec<(String, Detection)>,
+    /// Outputs that could not be read or decoded (path, reason).
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// Whether `d` lies in an obfuscated region of the record: its centre inside a scaled region,
+/// or at least half of its area covered by one.
+fn covered(d: &Detection, regions: &[veil_core::BBox]) -> bool {
+    let (cx, cy) = d.bbox.center();
+    regions.iter().any(|r| {
+        let ix = (d.bbox.x2.min(r.x2) - d.bbox.x1.max(r.x1)).max(0.0);
+        let iy = (d.bbox.y2.min(r.y2) - d.bbox.y1.max(r.y1)).max(0.0);
+        r.contains(cx, cy) || ix * iy >= 0.5 * d.bbox.area()
+    })
+}
+
+/// `veil check`: runs the detectors again on every written output and reports each detection
+/// scoring at least `threshold` that lies outside every obfuscated region (the record's
+/// detections grown by their class's box scale). Results go into the provenance records.
+pub fn check(
+    output: &Path,
+    detectors: &DetectorConfig,
+    threshold: f64,
+    jobs: usize,
+    progress: &dyn ProgressSink,
+) -> Result<CheckReport, PipelineError> {
+    let prov_path = output.join(PROVENANCE_FILE);
+    let mut records = veil_ledger::read_provenance(&prov_path)?;
+    let mut cfg = detectors.clone();
+    // Look for everything above the check threshold, without synthetic head regions.
+    cfg.policy.face.threshold = cfg.policy.face.threshold.min(threshold);
+    cfg.policy.person.threshold = cfg.policy.person.threshold.min(threshold);
+    cfg.policy.head_fallback = false;
+    let jobs = jobs.max(1);
+    let Loaded {
+        detectors: dets,
+        models,
+        ..
+    } = load_detectors(&cfg, jobs, progress)?;
+    let pool_of_detectors = Mutex::new(dets);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .map_err(|e| PipelineError::Usage(format!("cannot start {jobs} workers: {e}")))?;
+    let todo: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].status != ImageStatus::Failed)
+        .collect();
+    progress.event(ProgressEvent::Started {
+        total: todo.len() as u64,
+    });
+    let results: Vec<(usize, Result<Vec<Detection>, String>)> = pool.install(|| {
+        todo.par_iter()
+            .with_max_len(1)
+            .map(|&i| {
+                let rec = &records[i];
+                let mut det = pool_of_detectors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop();
+                let found = match det.as_mut() {
+                    None => Err("internal: no free detector".to_string()),
+                    Some(d) => check_one(output, rec, d),
+                };
+                if let Some(d) = det {
+                    pool_of_detectors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(d);
+                }
+                let found = found.map(|dets| {
+                    let record_policy: Policy = rec
+                        .params
+                        .get("policy")
+                        .and_then(|p| serde_json::from_value(p.clone()).ok())
+                        .unwrap_or(detectors.policy);
+                    let regions: Vec<veil_core::BBox> = rec
+                        .detections
+                        .iter()
+                        .map(|r| {
+                            r.bbox
+                                .scaled(record_policy.class(r.class).redact.box_scale as f32)
+                        })
+                        .collect();
+                    dets.into_iter()
+                        .filter(|d| f64::from(d.score) >= threshold && !covered(d, &regions))
+                        .collect::<Vec<_>>()
+                });
+                progress.event(ProgressEvent::ImageDone {
+                    path: rec.path.clone(),
+                    status: rec.status,
+                    detections: found.as_ref().map(|l| l.len()).unwrap_or(0),
+                    error: found.as_ref().err().cloned(),
+                });
+                (i, found)
+            })
+            .collect()
+    });
+    let mut report = CheckReport {
+        images: todo.len() as u64,
+        leaks: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for (i, found) in results {
+        match found {
+            Ok(leaks) => {
+                for l in &leaks {
+                    report.leaks.push((records[i].path.clone(), l.clone()));
+                }
+                records[i].check = Some(veil_ledger::LeakCheck {
+                    threshold,
+                    models: models.clone(),
+                    leaks,
+                });
+            }
+            Err(e) => report.unreadable.push((records[i].path.clone(), e)),
+        }
+    }
+    report.leaks.sort_by(|a, b| a.0.cmp(&b.0));
+    veil_ledger::write_provenance_sorted(&prov_path, &mut records)?;
+    Ok(report)
+}
+
+fn check_one(
+    output: &Path,
+    rec: &ProvenanceRecord,
+    d: &mut Detectors,
+) -> Result<Vec<Detection>, String> {
+    let path = output.join(&rec.path);
+    let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let format = match container::scan(&bytes).format {
+        container::ContainerFormat::Jpeg => image::ImageFormat::Jpeg,
+        container::ContainerFormat::Png => image::ImageFormat::Png,
+        container::ContainerFormat::Webp => image::ImageFormat::WebP,
+        _ => return Err("output is not a JPEG, PNG or WebP file".into()),
+    };
+    let decoded = crate::decode::decode(&bytes, format, crate::DEFAULT_MAX_PIXELS)?;
+    d.detect(&decoded.image.to_rgb())
 }

@@ -18,7 +18,8 @@ use region::{validate_params, Region};
 use veil_core::{BBox, Mode, RedactParams};
 
 pub use verify::{
-    high_frequency_energy, verify_obfuscated, FILL_TOLERANCE, HF_ENERGY_FLOOR, HF_MAX_RATIO,
+    high_frequency_energy, verify_obfuscated, verify_obfuscated_except, FILL_TOLERANCE,
+    HF_ENERGY_FLOOR, HF_MAX_RATIO,
 };
 
 /// Why a redaction or a verification failed.

@@ -11,9 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use veil_core::{Mode, RedactParams, Shape};
+use veil_core::{Mode, ObjectClass, Shape};
 use veil_detect::{provision, runtime, DetectPolicy, DeviceRequest, Manifest};
-use veil_pipeline::{RunConfig, DEFAULT_MAX_PIXELS};
+use veil_pipeline::policy::{ClassOverrides, Policy};
+use veil_pipeline::{DetectorConfig, RunConfig, DEFAULT_MAX_PIXELS};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,9 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Leakage re-check: run the detectors again on the outputs and report every detection that no
+    /// obfuscated region covers (exit 1 when anything leaks). Results go into the provenance records.
+    Check(CheckArgs),
     /// Fetch the small sample dataset (photos shipped in scikit-image's wheel) into DIR.
     Sample { dir: PathBuf },
 }
@@ -57,6 +61,20 @@ enum ModelsCommand {
     List,
     /// Verify every cached file against its pinned blake3.
     Verify,
+    /// Import a local model file (one that no package registry ships, or your own detector of a
+    /// supported family); its blake3 is recorded and checked before every load.
+    Add {
+        /// Decoder family: centerface or yolox.
+        #[arg(long)]
+        family: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// What it detects (default: the family's class).
+        #[arg(long)]
+        class: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,34 +85,72 @@ enum Scales {
     Single,
 }
 
+/// Which detectors run and with which models (shared by `redact` and `check`).
+#[derive(Args)]
+struct DetectArgs {
+    /// What to detect: faces, persons, or faces,persons. Faces only by default: whole-person
+    /// obfuscation removes most of a photo's content, so it is an explicit choice.
+    #[arg(long, default_value = "faces", value_delimiter = ',')]
+    detect: Vec<String>,
+    #[arg(long, default_value = "centerface")]
+    face_model: String,
+    #[arg(long, default_value = "yolox-nano")]
+    person_model: String,
+    /// Face detection scales.
+    #[arg(long, value_enum, default_value = "multi")]
+    scales: Scales,
+    /// Do not run the extra tiled person pass for small people on large images.
+    #[arg(long)]
+    no_person_tiles: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Worker threads, each with its own single-threaded inference sessions (default: CPU cores).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Per-dataset policy file (TOML; see the README). Its blake3 goes into every record.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct RedactArgs {
     input: PathBuf,
     output: PathBuf,
-    /// blur, pixelate or fill.
-    #[arg(long, default_value = "blur")]
-    mode: Mode,
-    /// ellipse or box.
-    #[arg(long, default_value = "ellipse")]
-    shape: Shape,
-    /// Grow every detection box by this factor before obfuscating it.
-    #[arg(long, default_value_t = 1.3)]
-    box_scale: f64,
-    /// Soft edge width as a fraction of the region's short side (added outside the shape).
-    #[arg(long, default_value_t = 0.08)]
-    feather: f64,
-    /// Minimum face score (lower finds more faces and more false boxes).
+    #[command(flatten)]
+    det: DetectArgs,
+    /// Faces: blur, pixelate or fill (default blur).
+    #[arg(long)]
+    mode: Option<Mode>,
+    /// Faces: ellipse or box (default ellipse).
+    #[arg(long)]
+    shape: Option<Shape>,
+    /// Faces: grow every box by this factor before obfuscating it (default 1.3).
+    #[arg(long)]
+    box_scale: Option<f64>,
+    /// Faces: soft edge width as a fraction of the region's short side, outside the shape (default 0.08).
+    #[arg(long)]
+    feather: Option<f64>,
+    /// Faces: minimum score (default 0.4; lower finds more faces and more false boxes).
     #[arg(long)]
     threshold: Option<f64>,
-    /// Detection scales.
-    #[arg(long, value_enum, default_value = "multi")]
-    scales: Scales,
-    /// Worker threads, each with its own single-threaded inference session (default: CPU cores).
-    #[arg(long, short)]
-    jobs: Option<usize>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// Persons: blur, pixelate or fill (default pixelate).
+    #[arg(long)]
+    person_mode: Option<Mode>,
+    /// Persons: ellipse or box (default box).
+    #[arg(long)]
+    person_shape: Option<Shape>,
+    /// Persons: box growth factor (default 1.0).
+    #[arg(long)]
+    person_box_scale: Option<f64>,
+    /// Persons: minimum score (default 0.3).
+    #[arg(long)]
+    person_threshold: Option<f64>,
+    /// Cover the head of every detected person with no detected face (default on with persons).
+    #[arg(long, overrides_with = "no_head_fallback")]
+    head_fallback: bool,
+    #[arg(long)]
+    no_head_fallback: bool,
     /// Refuse images above this many pixels (checked from the header, before decoding).
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
@@ -104,7 +160,26 @@ struct RedactArgs {
     /// like an image are never copied.
     #[arg(long)]
     copy_other: bool,
+    /// After the run, re-check every output for leaks (see `veil check`).
+    #[arg(long)]
+    check: bool,
+    /// Score from which a re-detected region outside every obfuscated region counts as a leak.
+    #[arg(long, default_value_t = 0.5)]
+    check_threshold: f64,
     /// No progress output; only failures and the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// An output tree written by `veil redact` (with its provenance.jsonl).
+    output: PathBuf,
+    #[command(flatten)]
+    det: DetectArgs,
+    /// Score from which a detection outside every obfuscated region counts as a leak.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
     #[arg(long, short)]
     quiet: bool,
 }
@@ -124,6 +199,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Redact(args) => redact(args),
+        Command::Check(args) => check(args),
         Command::Models { command } => models(command),
         Command::Doctor { device } => doctor(&device),
         Command::Sample { dir } => {
@@ -139,46 +215,96 @@ fn say(msg: &str) {
     eprintln!("veil: {msg}");
 }
 
-fn redact(a: RedactArgs) -> Result<i32> {
-    let device: DeviceRequest = a.device.parse()?;
-    if !(a.box_scale.is_finite() && (0.5..=4.0).contains(&a.box_scale)) {
-        anyhow::bail!("--box-scale must be between 0.5 and 4");
-    }
-    if !(a.feather.is_finite() && (0.0..=1.0).contains(&a.feather)) {
-        anyhow::bail!("--feather must be between 0 and 1");
-    }
-    let mut detect = match a.scales {
-        Scales::Multi => DetectPolicy::default(),
-        Scales::Single => DetectPolicy::single_scale(DetectPolicy::default().threshold),
+/// Resolves detector settings: defaults, then the policy file, then command-line overrides.
+fn detector_config(
+    d: &DetectArgs,
+    overrides: &[(&ClassOverrides, ObjectClass)],
+    head: Option<bool>,
+) -> Result<(DetectorConfig, Option<String>, usize)> {
+    let device: DeviceRequest = d.device.parse()?;
+    let mut policy = Policy::default();
+    let policy_blake3 = match &d.policy {
+        Some(p) => Some(policy.apply_file(p)?),
+        None => None,
     };
-    if let Some(t) = a.threshold {
-        if !(t > 0.0 && t < 1.0) {
-            anyhow::bail!("--threshold must be between 0 and 1");
+    for (o, class) in overrides {
+        match class {
+            ObjectClass::Face => o.apply(&mut policy.face),
+            ObjectClass::Person => o.apply(&mut policy.person),
         }
-        detect.threshold = t;
     }
-    let jobs = a.jobs.unwrap_or_else(|| {
+    if let Some(h) = head {
+        policy.head_fallback = h;
+    }
+    policy.validate()?;
+    let (mut faces, mut persons) = (false, false);
+    for what in &d.detect {
+        match what.trim() {
+            "faces" | "face" => faces = true,
+            "persons" | "person" => persons = true,
+            other => anyhow::bail!("--detect: unknown `{other}` (expected faces, persons)"),
+        }
+    }
+    let face_scales = match d.scales {
+        Scales::Multi => DetectPolicy::default(),
+        Scales::Single => DetectPolicy::single_scale(policy.face.threshold),
+    };
+    let jobs = d.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let cfg = DetectorConfig {
+        faces,
+        persons,
+        face_model: d.face_model.clone(),
+        person_model: d.person_model.clone(),
+        face_scales,
+        person_tiles: !d.no_person_tiles,
+        policy,
+        device,
+    };
+    Ok((cfg, policy_blake3, jobs))
+}
+
+fn redact(a: RedactArgs) -> Result<i32> {
+    let face = ClassOverrides {
+        mode: a.mode,
+        shape: a.shape,
+        box_scale: a.box_scale,
+        feather: a.feather,
+        threshold: a.threshold,
+        fill_rgb: None,
+    };
+    let person = ClassOverrides {
+        mode: a.person_mode,
+        shape: a.person_shape,
+        box_scale: a.person_box_scale,
+        feather: None,
+        threshold: a.person_threshold,
+        fill_rgb: None,
+    };
+    let head = if a.no_head_fallback {
+        Some(false)
+    } else if a.head_fallback {
+        Some(true)
+    } else {
+        None
+    };
+    let (detectors, policy_blake3, jobs) = detector_config(
+        &a.det,
+        &[(&face, ObjectClass::Face), (&person, ObjectClass::Person)],
+        head,
+    )?;
     let cfg = RunConfig {
         input: a.input,
         output: a.output,
-        redact: RedactParams {
-            mode: a.mode,
-            shape: a.shape,
-            box_scale: a.box_scale,
-            feather: a.feather,
-            ..RedactParams::default()
-        },
-        detect,
+        detectors,
+        policy_blake3,
         jobs,
-        device,
         max_pixels: a.max_pixels,
         jpeg_quality: a.jpeg_quality,
         copy_other: a.copy_other,
-        face_model: "centerface".into(),
     };
     let progress = progress::Progress::new(a.quiet);
     let result = veil_pipeline::run(&cfg, &progress);
@@ -206,6 +332,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         "veil: records in {}",
         cfg.output.join(veil_ledger::PROVENANCE_FILE).display()
     );
+    let mut code = exit::OK;
     if s.failed > 0 {
         eprintln!("veil: {} images failed and have no output:", s.failed);
         for r in report.failed() {
@@ -215,14 +342,95 @@ fn redact(a: RedactArgs) -> Result<i32> {
                 r.error.as_deref().unwrap_or("")
             );
         }
-        return Ok(exit::FAILURES);
+        code = exit::FAILURES;
     }
-    Ok(exit::OK)
+    if a.check {
+        let report = veil_pipeline::check(
+            &cfg.output,
+            &cfg.detectors,
+            a.check_threshold,
+            cfg.jobs,
+            &progress,
+        )?;
+        progress.finish();
+        if print_check(&report) {
+            code = exit::FAILURES;
+        }
+    }
+    Ok(code)
+}
+
+/// Prints a leakage re-check; returns whether anything leaked or could not be checked.
+fn print_check(r: &veil_pipeline::CheckReport) -> bool {
+    eprintln!(
+        "veil: checked {} outputs: {} leaks, {} unreadable",
+        r.images,
+        r.leaks.len(),
+        r.unreadable.len()
+    );
+    for (path, d) in &r.leaks {
+        let b = d.bbox;
+        eprintln!(
+            "  LEAK {}: {} {:.2} at [{:.0}, {:.0}, {:.0}, {:.0}] ({})",
+            path.escape_debug(),
+            d.class,
+            d.score,
+            b.x1,
+            b.y1,
+            b.x2,
+            b.y2,
+            d.model
+        );
+    }
+    for (path, why) in &r.unreadable {
+        eprintln!("  UNREADABLE {}: {}", path.escape_debug(), why);
+    }
+    !r.leaks.is_empty() || !r.unreadable.is_empty()
+}
+
+fn check(a: CheckArgs) -> Result<i32> {
+    if !(a.threshold > 0.0 && a.threshold < 1.0) {
+        anyhow::bail!("--threshold must be between 0 and 1");
+    }
+    let (cfg, _, jobs) = detector_config(&a.det, &[], None)?;
+    let progress = progress::Progress::new(a.quiet);
+    let result = veil_pipeline::check(&a.output, &cfg, a.threshold, jobs, &progress);
+    progress.finish();
+    let report = result?;
+    Ok(if print_check(&report) {
+        exit::FAILURES
+    } else {
+        exit::OK
+    })
 }
 
 fn models(cmd: ModelsCommand) -> Result<i32> {
-    let manifest = Manifest::builtin()?;
+    let manifest = Manifest::builtin()?.with_local()?;
     match cmd {
+        ModelsCommand::Add {
+            family,
+            name,
+            file,
+            class,
+        } => {
+            let family: veil_detect::Family = family.parse()?;
+            let class = match class.as_deref() {
+                None => None,
+                Some("face") => Some(veil_core::ObjectClass::Face),
+                Some("person") => Some(veil_core::ObjectClass::Person),
+                Some(other) => anyhow::bail!("unknown class `{other}` (expected face or person)"),
+            };
+            let spec = provision::add_model(&name, family, class, &file)?;
+            println!(
+                "model {} ({}, detects {}) imported to {} with blake3 {}; verified before every load",
+                spec.name,
+                spec.family.as_str(),
+                spec.class,
+                provision::model_path(&spec).display(),
+                spec.blake3
+            );
+            Ok(exit::OK)
+        }
         ModelsCommand::Fetch { gpu } => {
             let lib = provision::ensure_runtime(&manifest, "cpu", &say)?;
             println!("runtime cpu: {} (verified)", lib.display());
@@ -231,6 +439,10 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
                 println!("runtime cuda: {} (verified)", lib.display());
             }
             for m in &manifest.models {
+                if m.source.is_none() && !provision::model_path(m).exists() {
+                    println!("model {}: not on a package registry; import with `veil models add --family {} --name {} --file PATH`", m.name, m.family.as_str(), m.name);
+                    continue;
+                }
                 let p = provision::ensure_model(m, &say)?;
                 println!("model {}: {} (verified)", m.name, p.display());
             }
@@ -239,10 +451,15 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
         ModelsCommand::List => {
             for m in &manifest.models {
                 println!("model {} ({:?}, detects {})", m.name, m.family, m.class);
-                println!(
-                    "  source   {}=={} : {} (blake3 {})",
-                    m.source.package, m.source.version, m.source.path, m.source.blake3
-                );
+                if let Some(src) = &m.source {
+                    println!(
+                        "  source   {}=={} : {} (blake3 {})",
+                        src.package, src.version, src.path, src.blake3
+                    );
+                }
+                if let Some(o) = &m.official {
+                    println!("  official {} ({})", o.url, o.note);
+                }
                 println!("  convert  {}", m.convert.as_deref().unwrap_or("none"));
                 println!("  blake3   {}", m.blake3);
                 println!("  input    {}", m.input);
@@ -300,7 +517,7 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
 }
 
 fn doctor(device: &str) -> Result<i32> {
-    let manifest = Manifest::builtin()?;
+    let manifest = Manifest::builtin()?.with_local()?;
     let request: DeviceRequest = device.parse()?;
     println!("cache directory: {}", provision::cache_dir().display());
     let (env, info) = runtime::init(&manifest, request, &say).context("loading ONNX Runtime")?;
@@ -329,6 +546,10 @@ fn doctor(device: &str) -> Result<i32> {
     let mut problems = 0;
     for m in &manifest.models {
         let path = provision::model_path(m);
+        if m.source.is_none() && !path.exists() {
+            println!("model {}: not imported (no package registry ships it; `veil models add --family {} --name {} --file PATH`)", m.name, m.family.as_str(), m.name);
+            continue;
+        }
         match runtime::read_verified_model(&path, &m.blake3) {
             Ok(bytes) => match runtime::create_session(env, info, &bytes, request, 1, &say) {
                 Ok((_, dev)) => {
