@@ -11,6 +11,59 @@ use veil_core::{BBox, Mode, RedactParams};
 pub const HF_MAX_RATIO: f64 = 0.5;
 /// ... or below this absolute value (flat regions cannot lose energy they never had).
 pub const HF_ENERGY_FLOOR: f64 = 2.0;
+/// A pixelated core also passes when its pixels deviate from their block's mean luma by at most
+/// this on average and by at most half as much as the source did (the signature of pixelation,
+/// whatever the content; lossy re-encoding rings a little inside blocks). Pixelating a flat area
+/// adds block edges, so the energy test alone can fail on it.
+pub const PIXELATE_TOLERANCE: f64 = 6.0;
+
+/// Mean absolute deviation of luma from the mean of its pixelation block, over `r` minus `exclude`.
+fn block_deviation(
+    img: &RgbImage,
+    r: PixRect,
+    anchor: (i64, i64),
+    side: usize,
+    exclude: &[BBox],
+) -> f64 {
+    use std::collections::HashMap;
+    let luma = |x: usize, y: usize| {
+        let [cr, cg, cb] = img.get_pixel(x as u32, y as u32).0;
+        0.299 * cr as f64 + 0.587 * cg as f64 + 0.114 * cb as f64
+    };
+    let keep = |x: usize, y: usize| {
+        !exclude
+            .iter()
+            .any(|e| e.contains(x as f32 + 0.5, y as f32 + 0.5))
+    };
+    let mut blocks: HashMap<(i128, i128), (f64, u64)> = HashMap::new();
+    for y in r.y0..r.y1 {
+        for x in r.x0..r.x1 {
+            if keep(x, y) {
+                let e = blocks
+                    .entry((block_of(x, anchor.0, side), block_of(y, anchor.1, side)))
+                    .or_default();
+                e.0 += luma(x, y);
+                e.1 += 1;
+            }
+        }
+    }
+    let (mut sum, mut n) = (0.0, 0u64);
+    for y in r.y0..r.y1 {
+        for x in r.x0..r.x1 {
+            if keep(x, y) {
+                let (s, c) = blocks[&(block_of(x, anchor.0, side), block_of(y, anchor.1, side))];
+                sum += (luma(x, y) - s / c as f64).abs();
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
 /// A filled core passes when its mean absolute difference from the fill colour (over pixels and
 /// channels) is at most this, leaving room for lossy re-encoding.
 pub const FILL_TOLERANCE: f64 = 8.0;
@@ -179,7 +232,12 @@ pub fn verify_obfuscated_except(
                     ok = passes(
                         hf_energy(original, core, grid, exclude),
                         hf_energy(output, core, grid, exclude),
-                    );
+                    ) || {
+                        let (anchor, side) = (region.anchor(), region.strength());
+                        let out_dev = block_deviation(output, core, anchor, side, exclude);
+                        let orig_dev = block_deviation(original, core, anchor, side, exclude);
+                        out_dev <= PIXELATE_TOLERANCE && out_dev <= HF_MAX_RATIO * orig_dev
+                    };
                 }
                 if !ok {
                     return Err(RedactError::NotObfuscated {

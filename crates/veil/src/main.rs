@@ -99,9 +99,10 @@ struct DetectArgs {
     /// Face detection scales.
     #[arg(long, value_enum, default_value = "multi")]
     scales: Scales,
-    /// Do not run the extra tiled person pass for small people on large images.
+    /// Also run a 2x2 tiled person pass on large images (for small people in crowds; off by
+    /// default because it splits large people into part boxes).
     #[arg(long)]
-    no_person_tiles: bool,
+    person_tiles: bool,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -260,7 +261,7 @@ fn detector_config(
         face_model: d.face_model.clone(),
         person_model: d.person_model.clone(),
         face_scales,
-        person_tiles: !d.no_person_tiles,
+        person_tiles: d.person_tiles,
         policy,
         device,
     };
