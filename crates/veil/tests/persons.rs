@@ -1,0 +1,305 @@
+//! End-to-end tests of persons, fusion, policy files, `veil models add` and `veil check`.
+
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Imports the shared YOLOX-Nano file under its built-in name (idempotent), or None to skip.
+fn ensure_yolox() -> Option<PathBuf> {
+    let file = shared("models/yolox_nano.onnx")?;
+    let (code, _, err) = run(&[
+        &"models",
+        &"add",
+        &"--family",
+        &"yolox",
+        &"--name",
+        &"yolox-nano",
+        &"--file",
+        &file,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    Some(file)
+}
+
+fn boxes(rec: &serde_json::Value, class: &str) -> Vec<[f64; 4]> {
+    rec["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["class"] == class)
+        .map(|d| {
+            let b = &d["box"];
+            [
+                b["x1"].as_f64().unwrap(),
+                b["y1"].as_f64().unwrap(),
+                b["x2"].as_f64().unwrap(),
+                b["y2"].as_f64().unwrap(),
+            ]
+        })
+        .collect()
+}
+
+fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let i = ix * iy;
+    i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+}
+
+/// Fraction of `g` covered by the union of `rs`, sampled on a 20x20 grid.
+fn coverage(g: [f64; 4], rs: &[[f64; 4]]) -> f64 {
+    let mut hit = 0;
+    for i in 0..20 {
+        for j in 0..20 {
+            let x = g[0] + (g[2] - g[0]) * (i as f64 + 0.5) / 20.0;
+            let y = g[1] + (g[3] - g[1]) * (j as f64 + 0.5) / 20.0;
+            hit += rs
+                .iter()
+                .any(|r| r[0] <= x && x < r[2] && r[1] <= y && y < r[3])
+                as usize;
+        }
+    }
+    hit as f64 / 400.0
+}
+
+/// Every non-hard labelled person is covered by obfuscated person regions (at least half of its
+/// box; YOLOX-Nano boxes of large, overlapping people are often partial), and person recall at
+/// IoU 0.5 stays at the measured level.
+#[test]
+fn every_labelled_person_is_covered_with_detect_persons() {
+    let (Some(faces), Some(persons), Some(labels_file)) = (
+        shared("images/faces"),
+        shared("images/persons"),
+        shared("labels/persons.json"),
+    ) else {
+        return;
+    };
+    ensure_yolox().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    copy_dir(&faces, &input);
+    copy_dir(&persons, &input);
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--detect", &"persons"]);
+    assert_eq!(code, 0, "{err}");
+    let recs = provenance(&out);
+    let (mut total, mut matched) = (0, 0);
+    let mut uncovered = Vec::new();
+    for rec in &recs {
+        let name = rec["path"].as_str().unwrap();
+        let regions = boxes(rec, "person");
+        for (b, hard, ignore) in labels(&labels_file, name) {
+            if hard || ignore {
+                continue;
+            }
+            total += 1;
+            matched += regions.iter().any(|r| iou(b, *r) >= 0.5) as usize;
+            let c = coverage(b, &regions);
+            if c < 0.5 {
+                uncovered.push(format!("{name} {b:?}: {c:.2}"));
+            }
+        }
+    }
+    eprintln!("persons matched at IoU 0.5: {matched}/{total}");
+    assert!(total >= 70, "labels not read: {total}");
+    assert!(
+        uncovered.is_empty(),
+        "persons not covered:\n{}",
+        uncovered.join("\n")
+    );
+    assert!(
+        matched * 100 >= total * 90,
+        "person recall fell: {matched}/{total}"
+    );
+}
+
+/// `veil check` passes a clean output and finds a face pasted, un-redacted, into an output.
+#[test]
+fn check_finds_a_face_planted_unredacted_in_an_output() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--check"]);
+    assert_eq!(code, 0, "a clean run must pass its own check: {err}");
+    assert!(err.contains("0 leaks"), "{err}");
+
+    // Paste the astronaut's face (from the source) into the redacted coffee photo.
+    let astro = image::open(input.join("astronaut.png")).unwrap().to_rgb8();
+    let face = image::imageops::crop_imm(&astro, 160, 40, 130, 160).to_image();
+    let coffee_path = out.join("coffee.png");
+    let mut coffee = image::open(&coffee_path).unwrap().to_rgb8();
+    image::imageops::overlay(&mut coffee, &face, 200, 150);
+    coffee.save(&coffee_path).unwrap();
+
+    let (code, _, err) = run(&[&"check", &out, &"-q"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("LEAK coffee.png: face"), "{err}");
+    assert!(!err.contains("LEAK astronaut.png"), "{err}");
+    let rec = provenance(&out)
+        .into_iter()
+        .find(|r| r["path"] == "coffee.png")
+        .unwrap();
+    let leaks = rec["check"]["leaks"].as_array().unwrap();
+    assert_eq!(leaks.len(), 1, "{rec}");
+    let b = &leaks[0]["box"];
+    let (cx, cy) = (
+        (b["x1"].as_f64().unwrap() + b["x2"].as_f64().unwrap()) / 2.0,
+        (b["y1"].as_f64().unwrap() + b["y2"].as_f64().unwrap()) / 2.0,
+    );
+    assert!(
+        (200.0..330.0).contains(&cx) && (150.0..310.0).contains(&cy),
+        "leak at the wrong place: {b}"
+    );
+}
+
+/// The runtime library of the default cache, so a private cache need not fetch it again.
+fn runtime_library() -> String {
+    let (code, out, err) = run(&[&"doctor", &"--device", &"cpu"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("runtime library:"))
+        .unwrap();
+    line.trim_start_matches("runtime library:")
+        .trim()
+        .rsplit_once(" (")
+        .unwrap()
+        .0
+        .to_string()
+}
+
+/// A detector registered with `veil models add` is verified before every load: once its cached
+/// file is altered it is refused, naming the file and both hashes.
+#[test]
+fn model_registered_with_models_add_is_refused_after_alteration() {
+    let Some(yolox) = shared("models/yolox_nano.onnx") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let lib = runtime_library();
+    let veil_in = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut c = veil();
+        c.env("VEIL_CACHE_DIR", &cache).env("ORT_DYLIB_PATH", &lib);
+        for a in args {
+            c.arg(a.as_ref());
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, out) = veil_in(&[
+        &"models",
+        &"add",
+        &"--family",
+        &"retinaface",
+        &"--name",
+        &"x",
+        &"--file",
+        &yolox,
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("centerface") && out.contains("yolox"),
+        "families not listed: {out}"
+    );
+
+    let (code, out) = veil_in(&[
+        &"models",
+        &"add",
+        &"--family",
+        &"yolox",
+        &"--name",
+        &"my-persons",
+        &"--file",
+        &yolox,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let input = t.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    fs::copy(
+        shared("images/persons/vtest_f0.png").unwrap(),
+        input.join("a.png"),
+    )
+    .unwrap();
+    let run_persons = |out_dir: &Path| {
+        veil_in(&[
+            &"redact",
+            &input,
+            &out_dir,
+            &"-q",
+            &"--detect",
+            &"persons",
+            &"--person-model",
+            &"my-persons",
+        ])
+    };
+    let (code, out) = run_persons(&t.path().join("ok"));
+    assert_eq!(code, 0, "registered model must load: {out}");
+    let rec = &provenance(&t.path().join("ok"))[0];
+    assert_eq!(rec["models"][0]["name"], "my-persons");
+
+    let cached = cache.join("models/my-persons.onnx");
+    let mut bytes = fs::read(&cached).unwrap();
+    let n = bytes.len() / 3;
+    bytes[n] ^= 0x40;
+    fs::write(&cached, &bytes).unwrap();
+    let (code, out) = run_persons(&t.path().join("bad"));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("blake3 mismatch") && out.contains("my-persons.onnx"),
+        "{out}"
+    );
+    assert!(!t.path().join("bad/a.png").exists());
+}
+
+/// A per-dataset policy file changes the obfuscation and is recorded by its blake3.
+#[test]
+fn policy_file_is_applied_and_recorded_by_hash() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let policy = t.path().join("policy.toml");
+    fs::write(
+        &policy,
+        "[face]\nmode = \"fill\"\nshape = \"box\"\nbox_scale = 1.1\n",
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--policy", &policy]);
+    assert_eq!(code, 0, "{err}");
+    let want = blake3::hash(&fs::read(&policy).unwrap())
+        .to_hex()
+        .to_string();
+    for r in provenance(&out) {
+        assert_eq!(r["policy_blake3"].as_str(), Some(want.as_str()));
+        assert_eq!(r["params"]["policy"]["face"]["redact"]["mode"], "fill");
+    }
+    // The astronaut's face is now a black box.
+    let rec = provenance(&out)
+        .into_iter()
+        .find(|r| r["path"] == "astronaut.png")
+        .unwrap();
+    let b = boxes(&rec, "face")[0];
+    let img = image::open(out.join("astronaut.png")).unwrap().to_rgb8();
+    let p = img.get_pixel(((b[0] + b[2]) / 2.0) as u32, ((b[1] + b[3]) / 2.0) as u32);
+    assert_eq!(p.0, [0, 0, 0]);
+    fs::write(&policy, "[face]\nblurriness = 1\n").unwrap();
+    let (code, _, err) = run(&[
+        &"redact",
+        &input,
+        &t.path().join("o2"),
+        &"-q",
+        &"--policy",
+        &policy,
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
