@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo build --release --workspace --all-targets
 ./target/release/veil models fetch
+# The person model ships in no package registry; developer and CI machines have a copy in ../shared.
+if [ -f ../shared/models/yolox_nano.onnx ]; then
+  ./target/release/veil models add --family yolox --name yolox-nano --file ../shared/models/yolox_nano.onnx
+fi
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
