@@ -6,11 +6,18 @@
 //! (no timestamps; keys in a fixed order; floats rounded by the producer), so a release can be
 //! re-derived and compared. Timestamps live only in the run summary.
 
+pub mod merkle;
 mod provenance;
+mod release;
 
 pub use provenance::{
     read_provenance, write_provenance_sorted, LeakCheck, ModelRef, ProvenanceError,
     ProvenanceRecord, RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
+};
+pub use release::{
+    build_release, check_proof, diff, leaf_hashes, load_release, manifest_line, prove, verify_tree,
+    Diff, InclusionProof, ManifestItem, ManifestModel, ProvenanceRef, ReleaseError, ReleaseInfo,
+    VerifyReport, LEAF_ENCODING, MANIFEST_FILE, RELEASE_FILE, RELEASE_SCHEMA, SPLITS,
 };
 
 #[cfg(test)]
