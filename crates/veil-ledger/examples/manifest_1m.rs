@@ -34,6 +34,16 @@ fn main() {
                 }],
                 licence: Some("CC-BY-4.0".into()),
                 split: Some(split.into()),
+                source_phash: Some(veil_ledger::PerceptualHashes {
+                    pdq: hex(&(i as u64 * 3).to_le_bytes()),
+                    pdq_quality: 100,
+                    dhash: format!("{:016x}", i as u64 * 7919),
+                }),
+                output_phash: Some(veil_ledger::PerceptualHashes {
+                    pdq: hex(&(i as u64 * 5).to_le_bytes()),
+                    pdq_quality: 90,
+                    dhash: format!("{:016x}", i as u64 * 104_729),
+                }),
             }
         })
         .collect();

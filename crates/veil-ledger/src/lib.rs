@@ -11,8 +11,9 @@ mod provenance;
 mod release;
 
 pub use provenance::{
-    read_provenance, write_provenance_sorted, LeakCheck, ModelRef, ProvenanceError,
-    ProvenanceRecord, RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
+    read_provenance, write_provenance_sorted, LeakCheck, ModelRef, PerceptualHashes,
+    ProvenanceError, ProvenanceRecord, RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA,
+    RUN_SUMMARY_FILE,
 };
 pub use release::{
     build_release, check_proof, diff, leaf_hashes, load_release, manifest_line, prove, verify_tree,

@@ -20,6 +20,16 @@ pub struct ModelRef {
     pub blake3: String,
 }
 
+/// Perceptual hashes of one decoded image (upright pixels): PDQ (256 bits, hex as Meta's
+/// reference prints it, with its quality 0-100; Hamming distance <= 31 counts as a match) and a
+/// 64-bit dHash (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerceptualHashes {
+    pub pdq: String,
+    pub pdq_quality: u8,
+    pub dhash: String,
+}
+
 /// One image of a run. Hashes are lowercase hex blake3 of the whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProvenanceRecord {
@@ -32,6 +42,12 @@ pub struct ProvenanceRecord {
     /// Absent when the image failed: a failed image has no output file.
     pub output_blake3: Option<String>,
     pub output_size: Option<u64>,
+    /// Perceptual hashes of the decoded source and of the written output (both: heavy blurring
+    /// can move an output beyond the match threshold from its source).
+    #[serde(default)]
+    pub source_phash: Option<PerceptualHashes>,
+    #[serde(default)]
+    pub output_phash: Option<PerceptualHashes>,
     /// Sniffed container format of the source (`jpeg`, `png`, `webp`, ...).
     pub format: Option<String>,
     /// Upright dimensions `[width, height]`.
@@ -167,6 +183,8 @@ mod tests {
             source_size: Some(3),
             output_blake3: Some("bb".into()),
             output_size: Some(4),
+            source_phash: None,
+            output_phash: None,
             format: Some("jpeg".into()),
             dimensions: Some([10, 20]),
             orientation: Some(1),

@@ -64,6 +64,11 @@ pub struct ManifestItem {
     pub licence: Option<String>,
     /// `train`, `val`, `valid` or `test` when that is the first path component.
     pub split: Option<String>,
+    /// Perceptual hashes of the source and of the output (for takedown matching by photo).
+    #[serde(default)]
+    pub source_phash: Option<crate::PerceptualHashes>,
+    #[serde(default)]
+    pub output_phash: Option<crate::PerceptualHashes>,
 }
 
 /// `release.json`.
@@ -418,6 +423,8 @@ pub fn build_release(
                 .collect(),
             licence: licence.clone(),
             split: split_of(&r.path),
+            source_phash: r.source_phash.clone(),
+            output_phash: r.output_phash.clone(),
         });
     }
 
@@ -746,6 +753,8 @@ mod tests {
             source_size: Some(10),
             output_blake3: content.map(b3),
             output_size: content.map(|c| c.len() as u64),
+            source_phash: None,
+            output_phash: None,
             format: Some("jpeg".into()),
             dimensions: Some([4, 4]),
             orientation: Some(1),
@@ -890,6 +899,8 @@ mod tests {
             models: vec![],
             licence: None,
             split: None,
+            source_phash: None,
+            output_phash: None,
         };
         let abs = outside
             .path()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
 use veil_core::{BBox, Detection, FailureStage, ImageStatus, ObjectClass, TOOL_VERSION};
-use veil_ledger::{ModelRef, ProvenanceRecord, PROVENANCE_SCHEMA};
+use veil_ledger::{ModelRef, PerceptualHashes, ProvenanceRecord, PROVENANCE_SCHEMA};
 
 use crate::container::{self, ContainerFormat, MetadataKind};
 use crate::decode::{self, Working};
@@ -52,6 +52,18 @@ struct Partial {
     detections: Vec<Detection>,
     metadata_removed: Vec<String>,
     metadata_kept: Vec<String>,
+    source_phash: Option<PerceptualHashes>,
+    output_phash: Option<PerceptualHashes>,
+}
+
+/// PDQ (full size, as Meta's reference library computes it) and dHash of upright pixels.
+pub fn perceptual_hashes(img: &RgbImage) -> PerceptualHashes {
+    let pdq = veil_phash::pdq(img);
+    PerceptualHashes {
+        pdq: pdq.to_hex(),
+        pdq_quality: pdq.quality,
+        dhash: veil_phash::dhash_hex(veil_phash::dhash(img)),
+    }
 }
 
 /// Processes `input_root/rel` into `output_root/rel`.
@@ -96,6 +108,12 @@ pub fn process_image(
         source_size: p.source_size,
         output_blake3,
         output_size,
+        source_phash: p.source_phash,
+        output_phash: if status == ImageStatus::Failed {
+            None
+        } else {
+            p.output_phash
+        },
         format: p.format,
         dimensions: p.dimensions,
         orientation: p.orientation,
@@ -170,6 +188,7 @@ fn run_steps(
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
     let original_rgb = decoded.image.to_rgb();
+    p.source_phash = Some(perceptual_hashes(&original_rgb));
     p.detections = detector
         .detect(&original_rgb)
         .map_err(fail(FailureStage::Detect))?;
@@ -194,8 +213,9 @@ fn run_steps(
     )
     .map_err(fail(FailureStage::Encode))?;
     drop(image);
-    validate_output(&out, format, &original_rgb, &groups, settings)
+    let written = validate_output(&out, format, &original_rgb, &groups, settings)
         .map_err(fail(FailureStage::Verify))?;
+    p.output_phash = Some(perceptual_hashes(&written));
     write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
     Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
 }
@@ -225,7 +245,7 @@ pub fn validate_output(
     original: &RgbImage,
     groups: &[(ObjectClass, Vec<BBox>)],
     settings: &ImageSettings,
-) -> Result<(), String> {
+) -> Result<RgbImage, String> {
     let info = container::scan(out);
     if !info.complete {
         return Err("encoded output is not a complete file".into());
@@ -260,7 +280,7 @@ pub fn validate_output(
         veil_redact::verify_obfuscated_except(original, &rgb, regions, params, &exclude)
             .map_err(|e| format!("{class} {e}"))?;
     }
-    Ok(())
+    Ok(rgb)
 }
 
 /// Writes via a temporary file in the destination directory, fsync, rename: a crash leaves

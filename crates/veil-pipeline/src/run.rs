@@ -225,7 +225,7 @@ fn params_json(cfg: &RunConfig) -> serde_json::Value {
     })
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     // Seconds since the epoch in UTC, formatted without a date library.
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -403,6 +403,8 @@ fn unreachable_detector(rel: &str, settings: &ImageSettings) -> ProvenanceRecord
         source_size: None,
         output_blake3: None,
         output_size: None,
+        source_phash: None,
+        output_phash: None,
         format: None,
         dimensions: None,
         orientation: None,

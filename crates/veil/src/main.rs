@@ -5,6 +5,7 @@
 
 mod exit;
 mod progress;
+mod release_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,11 @@ enum Command {
     /// Leakage re-check: run the detectors again on the outputs and report every detection that no
     /// obfuscated region covers (exit 1 when anything leaks). Results go into the provenance records.
     Check(CheckArgs),
+    /// Numbered, verifiable releases of a redacted output tree.
+    Release {
+        #[command(subcommand)]
+        command: release_cmd::ReleaseCommand,
+    },
     /// Fetch the small sample dataset (photos shipped in scikit-image's wheel) into DIR.
     Sample { dir: PathBuf },
 }
@@ -201,6 +207,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Redact(args) => redact(args),
         Command::Check(args) => check(args),
+        Command::Release { command } => release_cmd::run(command),
         Command::Models { command } => models(command),
         Command::Doctor { device } => doctor(&device),
         Command::Sample { dir } => {

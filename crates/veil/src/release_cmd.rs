@@ -1,0 +1,204 @@
+//! `veil release`: build, verify, diff and prove releases (all logic is in veil-ledger).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use crate::exit;
+
+#[derive(Subcommand)]
+pub enum ReleaseCommand {
+    /// Write an immutable release NAME/V of a redacted output tree under the manifests root.
+    Build {
+        output: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        parent: Option<String>,
+        /// Licence recorded for every item.
+        #[arg(long)]
+        licence: Option<String>,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+    },
+    /// Check a directory against a release: every file present, every hash matching, no extra files.
+    Verify {
+        dir: PathBuf,
+        /// NAME@VERSION
+        #[arg(long)]
+        release: String,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+    },
+    /// Items added, removed and changed between two releases (NAME@A NAME@B).
+    Diff {
+        a: String,
+        b: String,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+    },
+    /// Print a Merkle inclusion proof (JSON) that an item (path or output blake3) is in a release.
+    Prove {
+        release: String,
+        #[arg(long)]
+        item: String,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+    },
+    /// Check a proof written by `veil release prove` (exit 0 valid, 1 invalid).
+    CheckProof {
+        proof: PathBuf,
+        /// The Merkle root to check against, as published in release.json (else the proof's own).
+        #[arg(long)]
+        root_hash: Option<String>,
+    },
+}
+
+fn split_release(s: &str) -> Result<(&str, &str)> {
+    match s.split_once('@') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((n, v)),
+        _ => bail!("release must be NAME@VERSION, got `{s}`"),
+    }
+}
+
+pub fn run(cmd: ReleaseCommand) -> Result<i32> {
+    match cmd {
+        ReleaseCommand::Build {
+            output,
+            dataset,
+            version,
+            parent,
+            licence,
+            root,
+        } => {
+            let created = veil_pipeline::now_rfc3339();
+            let info = veil_ledger::build_release(
+                &output,
+                &dataset,
+                &version,
+                parent.as_deref(),
+                &root,
+                created,
+                licence,
+            )?;
+            println!(
+                "release {}@{}: {} items, {} bytes, merkle root {} -> {}",
+                info.dataset,
+                info.version,
+                info.items,
+                info.bytes,
+                info.merkle_root,
+                root.join(&dataset).join(&version).display()
+            );
+            Ok(exit::OK)
+        }
+        ReleaseCommand::Verify { dir, release, root } => {
+            let (name, version) = split_release(&release)?;
+            let (info, items) = veil_ledger::load_release(&root, name, version)?;
+            let r = veil_ledger::verify_tree(&dir, &items);
+            for p in &r.missing {
+                println!("MISSING  {}", p.escape_debug());
+            }
+            for (p, want, got) in &r.changed {
+                println!(
+                    "CHANGED  {}: expected {want}, found {got}",
+                    p.escape_debug()
+                );
+            }
+            for p in &r.extra {
+                println!("EXTRA    {}", p.escape_debug());
+            }
+            for p in &r.invalid {
+                println!(
+                    "INVALID  {} (unsafe path in the manifest; not read)",
+                    p.escape_debug()
+                );
+            }
+            println!(
+                "{}@{}: {} of {} items ok; merkle root {} recomputed from the manifest",
+                info.dataset, info.version, r.ok, info.items, info.merkle_root
+            );
+            Ok(if r.is_clean() {
+                exit::OK
+            } else {
+                exit::FAILURES
+            })
+        }
+        ReleaseCommand::Diff { a, b, root } => {
+            let (na, va) = split_release(&a)?;
+            let (nb, vb) = split_release(&b)?;
+            let (_, ia) = veil_ledger::load_release(&root, na, va)?;
+            let (_, ib) = veil_ledger::load_release(&root, nb, vb)?;
+            let d = veil_ledger::diff(&ia, &ib);
+            for p in &d.added {
+                println!("+ {}", p.escape_debug());
+            }
+            for p in &d.removed {
+                println!("- {}", p.escape_debug());
+            }
+            for p in &d.changed {
+                println!("~ {}", p.escape_debug());
+            }
+            println!(
+                "{} added, {} removed, {} changed",
+                d.added.len(),
+                d.removed.len(),
+                d.changed.len()
+            );
+            Ok(exit::OK)
+        }
+        ReleaseCommand::Prove {
+            release,
+            item,
+            root,
+        } => {
+            let (name, version) = split_release(&release)?;
+            let (info, items) = veil_ledger::load_release(&root, name, version)?;
+            match veil_ledger::prove(&items, &info, &item)? {
+                Some(p) => {
+                    println!("{}", serde_json::to_string_pretty(&p)?);
+                    Ok(exit::OK)
+                }
+                None => {
+                    eprintln!(
+                        "veil: {} is not in {name}@{version} (root {})",
+                        item.escape_debug(),
+                        info.merkle_root
+                    );
+                    Ok(exit::FAILURES)
+                }
+            }
+        }
+        ReleaseCommand::CheckProof { proof, root_hash } => {
+            check_proof(&proof, root_hash.as_deref())
+        }
+    }
+}
+
+fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let p: veil_ledger::InclusionProof =
+        serde_json::from_str(&text).context("not a veil inclusion proof")?;
+    if let Some(r) = root_hash {
+        if r != p.merkle_root {
+            println!("INVALID: the proof is for root {}, not {r}", p.merkle_root);
+            return Ok(exit::FAILURES);
+        }
+    }
+    if veil_ledger::check_proof(&p) {
+        println!(
+            "valid: item {} of {} is in {}@{} (root {})",
+            p.index, p.size, p.dataset, p.version, p.merkle_root
+        );
+        Ok(exit::OK)
+    } else {
+        println!("INVALID: the proof does not lead to root {}", p.merkle_root);
+        Ok(exit::FAILURES)
+    }
+}
