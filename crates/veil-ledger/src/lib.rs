@@ -16,9 +16,10 @@ pub use provenance::{
     RUN_SUMMARY_FILE,
 };
 pub use release::{
-    build_release, check_proof, diff, leaf_hashes, load_release, manifest_line, prove, verify_tree,
-    Diff, InclusionProof, ManifestItem, ManifestModel, ProvenanceRef, ReleaseError, ReleaseInfo,
-    VerifyReport, LEAF_ENCODING, MANIFEST_FILE, RELEASE_FILE, RELEASE_SCHEMA, SPLITS,
+    build_release, check_proof, diff, leaf_hashes, load_release, manifest_line, prove,
+    verify_archive, verify_tree, Diff, InclusionProof, ManifestItem, ManifestModel, ProvenanceRef,
+    ReleaseError, ReleaseInfo, VerifyReport, LEAF_ENCODING, MANIFEST_FILE, RELEASE_FILE,
+    RELEASE_SCHEMA, SPLITS,
 };
 
 #[cfg(test)]

@@ -648,6 +648,85 @@ pub fn verify_tree(dir: &Path, items: &[ManifestItem]) -> VerifyReport {
     report
 }
 
+/// Checks a tar archive (as published: `tar cf release.tar -C OUTPUT .` or with one top-level
+/// directory) against a manifest without extracting anything: every regular file is hashed as it
+/// streams by. Entries with unsafe names are reported as extra, links as changed.
+pub fn verify_archive(
+    archive: &Path,
+    items: &[ManifestItem],
+) -> Result<VerifyReport, ReleaseError> {
+    let io = |e: std::io::Error| ReleaseError::Io {
+        path: archive.to_path_buf(),
+        source: e,
+    };
+    let file = fs::File::open(archive).map_err(io)?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(file));
+    // name -> Some(hash) for regular files, None for links and other entries.
+    let mut found: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for entry in ar.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map_err(io)?
+            .to_string_lossy()
+            .replace('\\', "/");
+        let name = name.trim_start_matches("./").to_string();
+        let hash = if kind.is_file() {
+            let mut h = blake3::Hasher::new();
+            std::io::copy(&mut entry, &mut h).map_err(io)?;
+            Some(h.finalize().to_hex().to_string())
+        } else {
+            None
+        };
+        found.insert(name, hash);
+    }
+    // A single top-level directory (`tar cf x.tar out/`) is stripped when the manifest paths
+    // do not start with it.
+    let top: BTreeSet<&str> = found
+        .keys()
+        .filter_map(|k| k.split_once('/').map(|(t, _)| t))
+        .collect();
+    let all_under_top = top.len() == 1 && found.keys().all(|k| k.contains('/'));
+    if all_under_top && !items.iter().any(|i| found.contains_key(&i.path)) {
+        let t = format!("{}/", top.iter().next().copied().unwrap_or_default());
+        found = found
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(&t).unwrap_or(&k).to_string(), v))
+            .collect();
+    }
+    let mut report = VerifyReport::default();
+    for item in items {
+        if !safe_rel_path(&item.path) {
+            report.invalid.push(item.path.clone());
+            continue;
+        }
+        match found.remove(&item.path) {
+            None => report.missing.push(item.path.clone()),
+            Some(None) => report.changed.push((
+                item.path.clone(),
+                item.blake3.clone(),
+                "not a regular file".into(),
+            )),
+            Some(Some(h)) if h == item.blake3 => report.ok += 1,
+            Some(Some(h)) => report
+                .changed
+                .push((item.path.clone(), item.blake3.clone(), h)),
+        }
+    }
+    report.extra = found
+        .into_keys()
+        .filter(|p| p != PROVENANCE_FILE && p != RUN_SUMMARY_FILE)
+        .collect();
+    report.missing.sort();
+    report.changed.sort();
+    report.invalid.sort();
+    Ok(report)
+}
+
 /// Paths added, removed and changed from release `a` to release `b`, each sorted.
 pub fn diff(a: &[ManifestItem], b: &[ManifestItem]) -> Diff {
     let am: BTreeMap<&str, &ManifestItem> = a.iter().map(|i| (i.path.as_str(), i)).collect();

@@ -26,8 +26,10 @@ pub enum ReleaseCommand {
         #[arg(long, default_value = "datasets-manifest")]
         root: PathBuf,
     },
-    /// Check a directory against a release: every file present, every hash matching, no extra files.
+    /// Check a directory or a tar archive against a release: every file present, every hash
+    /// matching, no extra files, the Merkle root recomputed.
     Verify {
+        /// An output tree, or a .tar of one (not extracted: hashed as it streams).
         dir: PathBuf,
         /// NAME@VERSION
         #[arg(long)]
@@ -100,7 +102,11 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
         ReleaseCommand::Verify { dir, release, root } => {
             let (name, version) = split_release(&release)?;
             let (info, items) = veil_ledger::load_release(&root, name, version)?;
-            let r = veil_ledger::verify_tree(&dir, &items);
+            let r = if dir.is_file() {
+                veil_ledger::verify_archive(&dir, &items)?
+            } else {
+                veil_ledger::verify_tree(&dir, &items)
+            };
             for p in &r.missing {
                 println!("MISSING  {}", p.escape_debug());
             }

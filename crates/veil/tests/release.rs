@@ -76,6 +76,20 @@ fn release_builds_verifies_and_reports_corruption_by_name() {
     };
     let (code, stdout, err) = verify(&out);
     assert_eq!(code, 0, "{stdout}{err}");
+    // The same as a published tar archive, checked without extracting it.
+    let tar_file = t.path().join("sample-1.tar");
+    let st = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&tar_file)
+        .arg("-C")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, stdout, err) = verify(&tar_file);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("5 of 5 items ok"), "{stdout}");
 
     // Corrupt one byte, delete one file, add one file: each is named and verify fails.
     let copy = t.path().join("copy");
@@ -96,6 +110,21 @@ fn release_builds_verifies_and_reports_corruption_by_name() {
     assert!(stdout.contains("MISSING  coffee.png"), "{stdout}");
     assert!(stdout.contains("EXTRA    extra.jpg"), "{stdout}");
     assert!(!stdout.contains("astronaut.png"), "{stdout}");
+    let tar_bad = t.path().join("bad.tar");
+    let st = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&tar_bad)
+        .arg("copy")
+        .current_dir(t.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, stdout, _) = verify(&tar_bad);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("CHANGED  camera.png") && stdout.contains("MISSING  coffee.png"),
+        "{stdout}"
+    );
 }
 
 #[test]
