@@ -112,18 +112,26 @@ pub struct Detection {
     pub model: String,
 }
 
-/// Greedy non-maximum suppression: keeps the highest-scoring detection of every group whose
-/// pairwise IoU exceeds `iou_threshold`, per class. Output is sorted by descending score, ties
-/// broken by position so the result does not depend on input order.
-pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
-    dets.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.bbox.y1.total_cmp(&b.bbox.y1))
-            .then(a.bbox.x1.total_cmp(&b.bbox.x1))
-            .then(a.bbox.x2.total_cmp(&b.bbox.x2))
-            .then(a.bbox.y2.total_cmp(&b.bbox.y2))
-    });
+/// The order [`nms`] keeps detections in: descending score, ties broken by position and class,
+/// so results never depend on input order.
+pub fn by_score(a: &Detection, b: &Detection) -> std::cmp::Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then(a.bbox.y1.total_cmp(&b.bbox.y1))
+        .then(a.bbox.x1.total_cmp(&b.bbox.x1))
+        .then(a.bbox.x2.total_cmp(&b.bbox.x2))
+        .then(a.bbox.y2.total_cmp(&b.bbox.y2))
+        .then(a.class.cmp(&b.class))
+}
+
+/// Greedy suppression in the order `priority`: a detection is dropped when one already kept
+/// (same class) overlaps it with IoU above `iou_threshold`. The result is sorted [`by_score`].
+pub fn suppress_by(
+    mut dets: Vec<Detection>,
+    iou_threshold: f32,
+    priority: impl Fn(&Detection, &Detection) -> std::cmp::Ordering,
+) -> Vec<Detection> {
+    dets.sort_by(&priority);
     let mut kept: Vec<Detection> = Vec::with_capacity(dets.len());
     for d in dets {
         let suppressed = kept
@@ -133,7 +141,15 @@ pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
             kept.push(d);
         }
     }
+    kept.sort_by(by_score);
     kept
+}
+
+/// Greedy non-maximum suppression: keeps the highest-scoring detection of every group whose
+/// pairwise IoU exceeds `iou_threshold`, per class. Output is sorted by descending score, ties
+/// broken by position so the result does not depend on input order.
+pub fn nms(dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
+    suppress_by(dets, iou_threshold, by_score)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod outcome;
 mod params;
 mod progress;
 
-pub use geometry::{nms, BBox, Detection, ObjectClass};
+pub use geometry::{by_score, nms, suppress_by, BBox, Detection, ObjectClass};
 pub use outcome::{FailureStage, ImageStatus};
 pub use params::{Mode, ParseEnumError, RedactParams, Shape};
 pub use progress::{ProgressEvent, ProgressSink};

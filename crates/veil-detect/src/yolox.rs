@@ -295,35 +295,13 @@ pub fn plan_crops(
 /// same class), each kept detection with its own score; used to merge passes. Ties go to the
 /// higher score, then position, so the result does not depend on input order. Output is sorted
 /// by descending score like [`veil_core::nms`].
-pub fn merge_prefer_larger(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
-    dets.sort_by(|a, b| {
+pub fn merge_prefer_larger(dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
+    veil_core::suppress_by(dets, iou_threshold, |a, b| {
         b.bbox
             .area()
             .total_cmp(&a.bbox.area())
-            .then(b.score.total_cmp(&a.score))
-            .then(a.bbox.y1.total_cmp(&b.bbox.y1))
-            .then(a.bbox.x1.total_cmp(&b.bbox.x1))
-            .then(a.class.cmp(&b.class))
-    });
-    let mut kept: Vec<Detection> = Vec::with_capacity(dets.len());
-    for d in dets {
-        let suppressed = kept
-            .iter()
-            .any(|k| k.class == d.class && k.bbox.iou(&d.bbox) > iou_threshold);
-        if !suppressed {
-            kept.push(d);
-        }
-    }
-    kept.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.bbox.y1.total_cmp(&b.bbox.y1))
-            .then(a.bbox.x1.total_cmp(&b.bbox.x1))
-            .then(a.bbox.x2.total_cmp(&b.bbox.x2))
-            .then(a.bbox.y2.total_cmp(&b.bbox.y2))
-            .then(a.class.cmp(&b.class))
-    });
-    kept
+            .then_with(|| veil_core::by_score(a, b))
+    })
 }
 
 /// A loaded YOLOX model: one ONNX Runtime session (sessions are not shared between threads).

@@ -611,31 +611,37 @@ fn walk(dir: &Path) -> BTreeMap<String, bool> {
 /// reported as changed, an item under a linked directory as missing); manifest paths that are
 /// absolute or contain `..` are reported as invalid and never read.
 pub fn verify_tree(dir: &Path, items: &[ManifestItem]) -> VerifyReport {
-    let mut found = walk(dir);
+    compare(items, walk(dir), |path, is_link| {
+        if is_link {
+            Err("symlink".into())
+        } else {
+            hash_file(&dir.join(path)).map_err(|e| format!("unreadable: {e}"))
+        }
+    })
+}
+
+/// Compares what was found (name -> entry) with the manifest: `hash_of` gives an entry's blake3,
+/// or what to report instead of one. Entries the manifest does not list are extra, except
+/// veil's own record files at the top.
+fn compare<T>(
+    items: &[ManifestItem],
+    mut found: BTreeMap<String, T>,
+    mut hash_of: impl FnMut(&str, T) -> Result<String, String>,
+) -> VerifyReport {
     let mut report = VerifyReport::default();
     for item in items {
         if !safe_rel_path(&item.path) {
             report.invalid.push(item.path.clone());
             continue;
         }
-        match found.remove(&item.path) {
+        match found.remove(&item.path).map(|e| hash_of(&item.path, e)) {
             None => report.missing.push(item.path.clone()),
-            Some(true) => {
+            Some(Ok(h)) if h == item.blake3 => report.ok += 1,
+            Some(Ok(actual)) | Some(Err(actual)) => {
                 report
                     .changed
-                    .push((item.path.clone(), item.blake3.clone(), "symlink".into()))
+                    .push((item.path.clone(), item.blake3.clone(), actual))
             }
-            Some(false) => match hash_file(&dir.join(&item.path)) {
-                Ok(h) if h == item.blake3 => report.ok += 1,
-                Ok(h) => report
-                    .changed
-                    .push((item.path.clone(), item.blake3.clone(), h)),
-                Err(e) => report.changed.push((
-                    item.path.clone(),
-                    item.blake3.clone(),
-                    format!("unreadable: {e}"),
-                )),
-            },
         }
     }
     report.extra = found
@@ -698,33 +704,9 @@ pub fn verify_archive(
             .map(|(k, v)| (k.strip_prefix(&t).unwrap_or(&k).to_string(), v))
             .collect();
     }
-    let mut report = VerifyReport::default();
-    for item in items {
-        if !safe_rel_path(&item.path) {
-            report.invalid.push(item.path.clone());
-            continue;
-        }
-        match found.remove(&item.path) {
-            None => report.missing.push(item.path.clone()),
-            Some(None) => report.changed.push((
-                item.path.clone(),
-                item.blake3.clone(),
-                "not a regular file".into(),
-            )),
-            Some(Some(h)) if h == item.blake3 => report.ok += 1,
-            Some(Some(h)) => report
-                .changed
-                .push((item.path.clone(), item.blake3.clone(), h)),
-        }
-    }
-    report.extra = found
-        .into_keys()
-        .filter(|p| p != PROVENANCE_FILE && p != RUN_SUMMARY_FILE)
-        .collect();
-    report.missing.sort();
-    report.changed.sort();
-    report.invalid.sort();
-    Ok(report)
+    Ok(compare(items, found, |_, entry| {
+        entry.ok_or_else(|| "not a regular file".to_string())
+    }))
 }
 
 /// Paths added, removed and changed from release `a` to release `b`, each sorted.

@@ -78,6 +78,34 @@ pub fn process_image(
     let mut p = Partial::default();
     let dest = output_root.join(rel);
     let result = run_steps(&input_root.join(rel), &dest, settings, detector, &mut p);
+    if result.is_err() {
+        // Fail closed: whatever may exist under the output name from an earlier run is removed,
+        // so the output tree never holds a file this run did not verify.
+        let _ = fs::remove_file(&dest);
+    }
+    record(rel_str, settings, p, result)
+}
+
+/// The record of an image that failed before any work could be done on it.
+pub fn failed_record(
+    rel_str: &str,
+    settings: &ImageSettings,
+    stage: FailureStage,
+    reason: &str,
+) -> ProvenanceRecord {
+    let failure = Failure {
+        stage,
+        reason: reason.to_string(),
+    };
+    record(rel_str, settings, Partial::default(), Err(failure))
+}
+
+fn record(
+    rel_str: &str,
+    settings: &ImageSettings,
+    p: Partial,
+    result: Result<(String, u64), Failure>,
+) -> ProvenanceRecord {
     let (status, output_blake3, output_size, error_stage, error) = match result {
         Ok((blake3, size)) => {
             let status = if p.detections.is_empty() {
@@ -87,18 +115,13 @@ pub fn process_image(
             };
             (status, Some(blake3), Some(size), None, None)
         }
-        Err(f) => {
-            // Fail closed: whatever may exist under the output name from an earlier run is removed,
-            // so the output tree never holds a file this run did not verify.
-            let _ = fs::remove_file(&dest);
-            (
-                ImageStatus::Failed,
-                None,
-                None,
-                Some(f.stage),
-                Some(f.reason),
-            )
-        }
+        Err(f) => (
+            ImageStatus::Failed,
+            None,
+            None,
+            Some(f.stage),
+            Some(f.reason),
+        ),
     };
     ProvenanceRecord {
         schema: PROVENANCE_SCHEMA,

@@ -315,7 +315,13 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                     .pop();
                 let record = match det.as_mut() {
                     Some(d) => process_image(&cfg.input, &cfg.output, rel, &rel_str, &settings, d),
-                    None => unreachable_detector(&rel_str, &settings),
+                    // One detector per worker: never empty; fail closed if it ever is.
+                    None => crate::process::failed_record(
+                        &rel_str,
+                        &settings,
+                        veil_core::FailureStage::Detect,
+                        "internal: no free detector",
+                    ),
                 };
                 if let Some(d) = det {
                     pool_of_detectors
@@ -391,35 +397,6 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         reason,
     })?;
     Ok(RunReport { summary, records })
-}
-
-fn unreachable_detector(rel: &str, settings: &ImageSettings) -> ProvenanceRecord {
-    // The pool holds one detector per worker, so this cannot happen; fail closed if it does.
-    ProvenanceRecord {
-        schema: veil_ledger::PROVENANCE_SCHEMA,
-        path: rel.to_string(),
-        status: ImageStatus::Failed,
-        source_blake3: None,
-        source_size: None,
-        output_blake3: None,
-        output_size: None,
-        source_phash: None,
-        output_phash: None,
-        format: None,
-        dimensions: None,
-        orientation: None,
-        detections: vec![],
-        metadata_removed: vec![],
-        metadata_kept: vec![],
-        models: settings.models.clone(),
-        params_blake3: settings.params_blake3.clone(),
-        params: settings.params.clone(),
-        policy_blake3: settings.policy_blake3.clone(),
-        tool_version: TOOL_VERSION.to_string(),
-        check: None,
-        error_stage: Some(veil_core::FailureStage::Detect),
-        error: Some("internal: no free detector".into()),
-    }
 }
 
 /// Copies non-image files unchanged, except anything whose content looks like an image (it would
