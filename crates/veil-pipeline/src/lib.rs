@@ -11,6 +11,7 @@ pub mod fusion;
 pub mod policy;
 pub mod process;
 mod run;
+pub mod shard;
 pub mod walk;
 
 use std::path::{Path, PathBuf};

@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub jpeg_quality: u8,
     /// Copy files that are not images (annotations, licences) unchanged.
     pub copy_other: bool,
+    /// Process only this slice of the images (records go to a per-shard file; see `veil merge`).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
@@ -256,7 +258,11 @@ pub fn now_rfc3339() -> String {
 pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, PipelineError> {
     let started_at = now_rfc3339();
     check_dirs(&cfg.input, &cfg.output)?;
-    let listing = walk(&cfg.input)?;
+    let mut listing = walk(&cfg.input)?;
+    if let Some(shard) = cfg.shard {
+        listing.images.retain(|p| shard.contains(&rel_string(p)));
+        listing.others.retain(|p| shard.contains(&rel_string(p)));
+    }
     let jobs = cfg.jobs.max(1);
 
     // Models and runtime: verified before load; fetched on first use.
@@ -289,7 +295,11 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     };
 
     fs::create_dir_all(&cfg.output).map_err(|e| PipelineError::io(&cfg.output, e))?;
-    let prov_path = cfg.output.join(PROVENANCE_FILE);
+    let prov_path = cfg.output.join(
+        cfg.shard
+            .map(|s| s.provenance_file())
+            .unwrap_or(PROVENANCE_FILE.into()),
+    );
     let prov =
         Mutex::new(fs::File::create(&prov_path).map_err(|e| PipelineError::io(&prov_path, e))?);
     let pool_of_detectors = Mutex::new(detectors);
@@ -390,7 +400,11 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         models,
         params_blake3,
     };
-    let summary_path = cfg.output.join(RUN_SUMMARY_FILE);
+    let summary_path = cfg.output.join(
+        cfg.shard
+            .map(|s| s.summary_file())
+            .unwrap_or(RUN_SUMMARY_FILE.into()),
+    );
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
     crate::process::write_atomic(&summary_path, &json).map_err(|reason| PipelineError::Write {
         path: summary_path,

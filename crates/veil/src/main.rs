@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use veil_core::{Mode, ObjectClass, Shape};
 use veil_detect::{provision, runtime, DetectPolicy, DeviceRequest, Manifest};
 use veil_pipeline::policy::{ClassOverrides, Policy};
+use veil_pipeline::shard::Shard;
 use veil_pipeline::{DetectorConfig, RunConfig, DEFAULT_MAX_PIXELS};
 
 #[derive(Parser)]
@@ -50,6 +51,14 @@ enum Command {
     Release {
         #[command(subcommand)]
         command: release_cmd::ReleaseCommand,
+    },
+    /// Combine the per-shard records of OUTPUT into provenance.jsonl, checking that every shard is
+    /// there and every image is recorded exactly once (exit 1 otherwise).
+    Merge {
+        output: PathBuf,
+        /// The input tree, to check that every input image is accounted for.
+        #[arg(long)]
+        input: Option<PathBuf>,
     },
     /// Fetch the small sample dataset (photos shipped in scikit-image's wheel) into DIR.
     Sample { dir: PathBuf },
@@ -167,6 +176,11 @@ struct RedactArgs {
     /// like an image are never copied.
     #[arg(long)]
     copy_other: bool,
+    /// Process only shard K of N (0-based; by a hash of each relative path). Without it, a Slurm
+    /// array task or a Kubernetes indexed Job (with VEIL_SHARD_COUNT) selects its shard itself.
+    /// Each shard writes its own records; `veil merge OUTPUT` combines them.
+    #[arg(long)]
+    shard: Option<String>,
     /// After the run, re-check every output for leaks (see `veil check`).
     #[arg(long)]
     check: bool,
@@ -207,6 +221,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Redact(args) => redact(args),
         Command::Check(args) => check(args),
+        Command::Merge { output, input } => merge(&output, input.as_deref()),
         Command::Release { command } => release_cmd::run(command),
         Command::Models { command } => models(command),
         Command::Doctor { device } => doctor(&device),
@@ -304,7 +319,23 @@ fn redact(a: RedactArgs) -> Result<i32> {
         &[(&face, ObjectClass::Face), (&person, ObjectClass::Person)],
         head,
     )?;
+    let shard = match &a.shard {
+        Some(s) => Some(Shard::parse(s)?),
+        None => match Shard::from_env(|k| std::env::var(k).ok())? {
+            Some((s, from)) => {
+                eprintln!("veil: shard {}/{} taken from {from}", s.index, s.count);
+                Some(s)
+            }
+            None => None,
+        },
+    };
+    if shard.is_some() && a.check {
+        anyhow::bail!(
+            "--check works on merged records: run `veil merge` and then `veil check OUTPUT`"
+        );
+    }
     let cfg = RunConfig {
+        shard,
         input: a.input,
         output: a.output,
         detectors,
@@ -394,6 +425,40 @@ fn print_check(r: &veil_pipeline::CheckReport) -> bool {
         eprintln!("  UNREADABLE {}: {}", path.escape_debug(), why);
     }
     !r.leaks.is_empty() || !r.unreadable.is_empty()
+}
+
+fn merge(output: &std::path::Path, input: Option<&std::path::Path>) -> Result<i32> {
+    let r = veil_pipeline::shard::merge(output, input)?;
+    for k in &r.missing_shards {
+        eprintln!("veil: MISSING shard {k} of {}", r.shards);
+    }
+    for p in &r.duplicated {
+        eprintln!("veil: DUPLICATED {}", p.escape_debug());
+    }
+    for p in &r.unaccounted {
+        eprintln!(
+            "veil: UNACCOUNTED {} (no shard recorded it)",
+            p.escape_debug()
+        );
+    }
+    for p in &r.unknown {
+        eprintln!("veil: UNKNOWN {}", p.escape_debug());
+    }
+    if r.is_complete() {
+        eprintln!(
+            "veil: merged {} shards, {} records into {}",
+            r.shards,
+            r.records,
+            output.join(veil_ledger::PROVENANCE_FILE).display()
+        );
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "veil: merge incomplete; {} not written",
+            veil_ledger::PROVENANCE_FILE
+        );
+        Ok(exit::FAILURES)
+    }
 }
 
 fn check(a: CheckArgs) -> Result<i32> {
