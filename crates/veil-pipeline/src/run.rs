@@ -413,6 +413,17 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     Ok(RunReport { summary, records })
 }
 
+/// Containers that may hold photos or video frames and that `image` does not sniff: ISO BMFF
+/// (`ftyp`: HEIC/HEIF, AVIF, MP4, MOV), Photoshop, JPEG 2000, RIFF (AVI/WebP), Matroska/WebM.
+fn looks_like_media(b: &[u8]) -> bool {
+    b.get(4..8) == Some(b"ftyp")
+        || b.starts_with(b"8BPS")
+        || b.starts_with(b"\x00\x00\x00\x0cjP  ")
+        || b.starts_with(b"\xff\x4f\xff\x51")
+        || b.starts_with(b"RIFF")
+        || b.starts_with(&[0x1a, 0x45, 0xdf, 0xa3])
+}
+
 /// Copies non-image files unchanged, except anything whose content looks like an image (it would
 /// bypass redaction) and veil's own record files. Returns (copied, not copied with reasons).
 fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>, Vec<String>) {
@@ -434,7 +445,8 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
             }
         };
         let sniffed = container::scan(&bytes).format != container::ContainerFormat::Unknown
-            || image::guess_format(&bytes).is_ok();
+            || image::guess_format(&bytes).is_ok()
+            || looks_like_media(&bytes);
         if sniffed {
             listed.push(format!("{s} (not copied: content looks like an image)"));
             continue;

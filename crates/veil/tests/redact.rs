@@ -403,6 +403,10 @@ fn links_and_other_files_are_handled_without_leaking_images() {
     std::os::unix::fs::symlink(&outside, input.join("sub/link.png")).unwrap();
     fs::write(input.join("sub/notes.txt"), "annotations").unwrap();
     fs::copy(&outside, input.join("disguised.txt")).unwrap();
+    // An iPhone photo (HEIC) is not decoded by veil: it must not be copied through either.
+    let mut heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    heic.extend_from_slice(&[0u8; 64]);
+    fs::write(input.join("sub/IMG_0001.HEIC"), heic).unwrap();
     let out = t.path().join("out");
     let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--copy-other"]);
     assert_eq!(code, 0, "{err}");
