@@ -13,4 +13,4 @@ if [ -f ../shared/models/yolox_nano.onnx ]; then
   "$veil" models add --family yolox --name yolox-nano --file ../shared/models/yolox_nano.onnx
 fi
 cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace
+cargo test --release --workspace -- --show-output
