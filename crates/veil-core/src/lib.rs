@@ -2,11 +2,13 @@
 //! progress events. Every other crate speaks these types; this crate does no I/O and pulls in no
 //! image or inference code, so it stays cheap to depend on and easy to test.
 
+mod date;
 mod geometry;
 mod outcome;
 mod params;
 mod progress;
 
+pub use date::{now_rfc3339, rfc3339, Date, DateError, Weekday};
 pub use geometry::{by_score, nms, suppress_by, BBox, Detection, ObjectClass};
 pub use outcome::{FailureStage, ImageStatus};
 pub use params::{Mode, ParseEnumError, RedactParams, Shape};

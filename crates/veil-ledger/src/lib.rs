@@ -1,6 +1,7 @@
 //! veil-ledger owns veil's records: the per-image provenance record written by `veil redact`
 //! (one JSON line per image in `OUTPUT/provenance.jsonl`), its reader, and the run summary.
-//! Later: release manifests and the takedown ledger. No ONNX Runtime or image code lives here.
+//! Release manifests (build, cut without withdrawn items, verify, inclusion and absence proofs);
+//! later: the takedown ledger. No ONNX Runtime or image code lives here.
 //!
 //! Records are deterministic: the same input, models and parameters give byte-identical lines
 //! (no timestamps; keys in a fixed order; floats rounded by the producer), so a release can be
@@ -16,10 +17,11 @@ pub use provenance::{
     RUN_SUMMARY_FILE,
 };
 pub use release::{
-    build_release, check_proof, diff, leaf_hashes, load_release, manifest_line, prove,
-    verify_archive, verify_tree, Diff, InclusionProof, ManifestItem, ManifestModel, ProvenanceRef,
-    ReleaseError, ReleaseInfo, VerifyReport, LEAF_ENCODING, MANIFEST_FILE, RELEASE_FILE,
-    RELEASE_SCHEMA, SPLITS,
+    build_release, check_absence, check_proof, cut_release_without, diff, leaf_hashes,
+    load_release, load_tombstones, manifest_line, prove, prove_absence, verify_archive,
+    verify_tree, AbsenceProof, Diff, InclusionProof, ManifestItem, ManifestModel, ProvenanceRef,
+    ReleaseError, ReleaseInfo, Tombstone, VerifyReport, LEAF_ENCODING, MANIFEST_FILE, RELEASE_FILE,
+    RELEASE_SCHEMA, SPLITS, WITHDRAWN_FILE,
 };
 
 #[cfg(test)]

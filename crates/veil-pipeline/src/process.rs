@@ -66,6 +66,24 @@ pub fn perceptual_hashes(img: &RgbImage) -> PerceptualHashes {
     }
 }
 
+/// Hashes of a photo given as evidence (a takedown request): blake3 of the file and the
+/// perceptual hashes of its upright pixels. The photo is decoded like any input (pixel cap,
+/// contained panics, EXIF orientation) and then dropped; nothing of it is kept.
+pub fn photo_hashes(path: &Path, max_pixels: u64) -> Result<(String, PerceptualHashes), String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let format = match container::scan(&bytes).format {
+        ContainerFormat::Jpeg => ImageFormat::Jpeg,
+        ContainerFormat::Png => ImageFormat::Png,
+        ContainerFormat::Webp => ImageFormat::WebP,
+        _ => return Err("not a JPEG, PNG or WebP image".into()),
+    };
+    let decoded = decode::decode(&bytes, format, max_pixels)?;
+    Ok((
+        blake3::hash(&bytes).to_hex().to_string(),
+        perceptual_hashes(&decoded.image.to_rgb()),
+    ))
+}
+
 /// Processes `input_root/rel` into `output_root/rel`.
 pub fn process_image(
     input_root: &Path,

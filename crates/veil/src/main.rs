@@ -6,6 +6,7 @@
 mod exit;
 mod progress;
 mod release_cmd;
+mod takedown_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,44 @@ enum Command {
     },
     /// Fetch the small sample dataset (photos shipped in scikit-image's wheel) into DIR.
     Sample { dir: PathBuf },
+    /// The takedown ledger: import releases, verify and export the event chain, deadline policies.
+    Ledger {
+        #[command(subcommand)]
+        command: takedown_cmd::LedgerCommand,
+        #[command(flatten)]
+        ledger: takedown_cmd::LedgerArg,
+    },
+    /// Who received which release (for takedown notices).
+    Recipients {
+        #[command(subcommand)]
+        command: takedown_cmd::RecipientsCommand,
+        #[command(flatten)]
+        ledger: takedown_cmd::LedgerArg,
+    },
+    /// Takedown requests: open, match, confirm, apply, notify, and their deadlines.
+    Takedown {
+        #[command(subcommand)]
+        command: takedown_cmd::TakedownCommand,
+        #[command(flatten)]
+        ledger: takedown_cmd::LedgerArg,
+    },
+    /// The public withdrawals feed (JSON Lines: request, date, dataset, releases, blake3 of the
+    /// withdrawn files).
+    Withdrawals {
+        #[command(subcommand)]
+        command: WithdrawalsCommand,
+        #[command(flatten)]
+        ledger: takedown_cmd::LedgerArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum WithdrawalsCommand {
+    /// Write the feed to stdout or --out.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,6 +264,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Release { command } => release_cmd::run(command),
         Command::Models { command } => models(command),
         Command::Doctor { device } => doctor(&device),
+        Command::Ledger { command, ledger } => takedown_cmd::ledger(command, &ledger),
+        Command::Recipients { command, ledger } => takedown_cmd::recipients(command, &ledger),
+        Command::Takedown { command, ledger } => takedown_cmd::takedown(command, &ledger),
+        Command::Withdrawals {
+            command: WithdrawalsCommand::Export { out },
+            ledger,
+        } => takedown_cmd::withdrawals(out.as_deref(), &ledger),
         Command::Sample { dir } => {
             let manifest = Manifest::builtin()?;
             let paths = provision::ensure_samples(&manifest, &dir, &say)?;

@@ -1,4 +1,5 @@
 //! `veil release`: build, verify, diff and prove releases (all logic is in veil-ledger).
+//! Releases without withdrawn items are cut by the takedown workflow (`cut_release_without`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -44,15 +45,21 @@ pub enum ReleaseCommand {
         #[arg(long, default_value = "datasets-manifest")]
         root: PathBuf,
     },
-    /// Print a Merkle inclusion proof (JSON) that an item (path or output blake3) is in a release.
+    /// Print a Merkle inclusion proof (JSON) that an item (path or output blake3) is in a release,
+    /// or with --absent a proof that no item has path ITEM.
     Prove {
         release: String,
         #[arg(long)]
         item: String,
+        /// Prove that no item has this path: the inclusion proofs of the two adjacent items that
+        /// bracket it in the sorted manifest (exit 1 when the item is in the release).
+        #[arg(long)]
+        absent: bool,
         #[arg(long, default_value = "datasets-manifest")]
         root: PathBuf,
     },
-    /// Check a proof written by `veil release prove` (exit 0 valid, 1 invalid).
+    /// Check an inclusion or absence proof written by `veil release prove` (exit 0 valid, 1
+    /// invalid).
     CheckProof {
         proof: PathBuf,
         /// The Merkle root to check against, as published in release.json (else the proof's own).
@@ -161,6 +168,30 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
         ReleaseCommand::Prove {
             release,
             item,
+            absent: true,
+            root,
+        } => {
+            let (name, version) = split_release(&release)?;
+            let (info, items) = veil_ledger::load_release(&root, name, version)?;
+            match veil_ledger::prove_absence(&items, &info, &item)? {
+                Some(p) => {
+                    println!("{}", serde_json::to_string_pretty(&p)?);
+                    Ok(exit::OK)
+                }
+                None => {
+                    eprintln!(
+                        "veil: {} is in {name}@{version} (root {}); no absence proof exists",
+                        item.escape_debug(),
+                        info.merkle_root
+                    );
+                    Ok(exit::FAILURES)
+                }
+            }
+        }
+        ReleaseCommand::Prove {
+            release,
+            item,
+            absent: false,
             root,
         } => {
             let (name, version) = split_release(&release)?;
@@ -186,16 +217,34 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
     }
 }
 
+/// True when `root_hash` is given and differs from the proof's root (and says so).
+fn wrong_root(proof_root: &str, root_hash: Option<&str>) -> bool {
+    match root_hash {
+        Some(r) if r != proof_root => {
+            println!("INVALID: the proof is for root {proof_root}, not {r}");
+            true
+        }
+        _ => false,
+    }
+}
+
 fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).context("not a veil proof")?;
+    // An absence proof has `left` and `right` (null at the edges); an inclusion proof has neither.
+    let absence = value
+        .as_object()
+        .is_some_and(|o| o.contains_key("left") || o.contains_key("right"));
+    if absence {
+        let p: veil_ledger::AbsenceProof =
+            serde_json::from_value(value).context("not a veil absence proof")?;
+        return Ok(check_absence(&p, root_hash));
+    }
     let p: veil_ledger::InclusionProof =
-        serde_json::from_str(&text).context("not a veil inclusion proof")?;
-    if let Some(r) = root_hash {
-        if r != p.merkle_root {
-            println!("INVALID: the proof is for root {}, not {r}", p.merkle_root);
-            return Ok(exit::FAILURES);
-        }
+        serde_json::from_value(value).context("not a veil inclusion proof")?;
+    if wrong_root(&p.merkle_root, root_hash) {
+        return Ok(exit::FAILURES);
     }
     if veil_ledger::check_proof(&p) {
         println!(
@@ -207,4 +256,33 @@ fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
         println!("INVALID: the proof does not lead to root {}", p.merkle_root);
         Ok(exit::FAILURES)
     }
+}
+
+fn check_absence(p: &veil_ledger::AbsenceProof, root_hash: Option<&str>) -> i32 {
+    if wrong_root(&p.merkle_root, root_hash) {
+        return exit::FAILURES;
+    }
+    if !veil_ledger::check_absence(p) {
+        println!(
+            "INVALID: the proof does not show that {} is absent from root {}",
+            p.path.escape_debug(),
+            p.merkle_root
+        );
+        return exit::FAILURES;
+    }
+    let place = match (&p.left, &p.right) {
+        (Some(l), Some(r)) => format!("it would lie between items {} and {}", l.index, r.index),
+        (None, Some(_)) => "it would come before item 0".to_string(),
+        (Some(l), None) => format!("it would come after item {}, the last", l.index),
+        (None, None) => "the release is empty".to_string(),
+    };
+    println!(
+        "valid: {} is not in {}@{} ({} items, root {}): {place}",
+        p.path.escape_debug(),
+        p.dataset,
+        p.version,
+        p.size,
+        p.merkle_root
+    );
+    exit::OK
 }

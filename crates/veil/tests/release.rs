@@ -223,3 +223,136 @@ fn inclusion_proofs_verify_and_fail_when_tampered_and_diff_counts_changes() {
         "{stdout}"
     );
 }
+
+#[test]
+fn absence_proofs_verify_and_fail_when_tampered() {
+    let t = tempfile::tempdir().unwrap();
+    let out = redacted_sample(t.path());
+    let root = t.path().join("manifests");
+    assert_eq!(
+        run(&[
+            &"release",
+            &"build",
+            &out,
+            &"--dataset",
+            &"s",
+            &"--version",
+            &"1",
+            &"--root",
+            &root
+        ])
+        .0,
+        0
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("s/1/release.json")).unwrap()).unwrap();
+    let root_hash = info["merkle_root"].as_str().unwrap().to_string();
+    let prove_absent = |item: &str| {
+        run(&[
+            &"release",
+            &"prove",
+            &"s@1",
+            &"--item",
+            &item,
+            &"--absent",
+            &"--root",
+            &root,
+        ])
+    };
+    let file = t.path().join("absent.json");
+    let check = |proof: &str, extra: &[&str]| {
+        fs::write(&file, proof).unwrap();
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"release", &"check-proof", &file];
+        for a in extra {
+            args.push(a);
+        }
+        run(&args)
+    };
+
+    // The failed image never entered the release: it sorts between astronaut.png and camera.png.
+    let (code, proof, err) = prove_absent("broken.jpg");
+    assert_eq!(code, 0, "{err}");
+    let p: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(p["path"], "broken.jpg");
+    assert_eq!(p["merkle_root"].as_str(), Some(root_hash.as_str()));
+    assert_eq!(p["size"], 5);
+    assert_eq!(p["left"]["index"], 0);
+    assert_eq!(p["right"]["index"], 1);
+    assert!(
+        p["left"]["leaf"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"path\":\"astronaut.png\""),
+        "{proof}"
+    );
+    assert!(
+        p["right"]["leaf"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"path\":\"camera.png\""),
+        "{proof}"
+    );
+    let (code, stdout, err) = check(&proof, &[]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(
+        stdout.contains("valid: broken.jpg is not in s@1 (5 items, root"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = check(&proof, &["--root-hash", &root_hash]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = check(&proof, &["--root-hash", &"0".repeat(64)]);
+    assert_eq!(code, 1, "{stdout}");
+
+    // Edges: before the first item and after the last.
+    for (item, null_side) in [("aardvark.png", "left"), ("zebra.jpg", "right")] {
+        let (code, proof, err) = prove_absent(item);
+        assert_eq!(code, 0, "{err}");
+        let p: serde_json::Value = serde_json::from_str(&proof).unwrap();
+        assert!(p[null_side].is_null(), "{proof}");
+        let (code, stdout, _) = check(&proof, &[]);
+        assert_eq!(code, 0, "{stdout}");
+    }
+
+    // A present item has no absence proof.
+    let (code, stdout, err) = prove_absent("chelsea.png");
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.is_empty() && err.contains("chelsea.png is in s@1"),
+        "{err}"
+    );
+
+    // Tampering: the path (present, or outside the bracket), an index, the sides.
+    let tampered = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = p.clone();
+        f(&mut v);
+        check(&v.to_string(), &[]).0
+    };
+    for path in ["astronaut.png", "camera.png", "chelsea.png", "a.png"] {
+        assert_eq!(tampered(&|v| v["path"] = path.into()), 1, "{path}");
+    }
+    assert_eq!(tampered(&|v| v["right"]["index"] = 2.into()), 1);
+    assert_eq!(tampered(&|v| v["left"]["index"] = 1.into()), 1);
+    assert_eq!(
+        tampered(&|v| {
+            let l = v["left"].take();
+            v["left"] = v["right"].take();
+            v["right"] = l;
+        }),
+        1
+    );
+    assert_eq!(tampered(&|v| v["left"] = serde_json::Value::Null), 1);
+    // A valid inclusion proof that is not the neighbour.
+    let (code, incl, _) = run(&[
+        &"release",
+        &"prove",
+        &"s@1",
+        &"--item",
+        &"coffee.png",
+        &"--root",
+        &root,
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(check(&incl, &[]).0, 0, "inclusion proofs are still checked");
+    let incl: serde_json::Value = serde_json::from_str(&incl).unwrap();
+    assert_eq!(tampered(&|v| v["right"] = incl.clone()), 1);
+}

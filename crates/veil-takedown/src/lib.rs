@@ -1,0 +1,88 @@
+//! veil-takedown owns the takedown ledger of a catalogue: one SQLite file holding the datasets,
+//! their releases (imported from the release manifests), every released item with its hashes
+//! (blake3 of source and output, PDQ, dHash), the recipients of each release, takedown requests,
+//! their matches, the actions taken and the notices sent. Every change is also an event in an
+//! append-only hash-chained log that `verify_chain` recomputes. Withdrawing items cuts a new
+//! release through `veil_ledger`'s release builder and keeps tombstones (hashes, not bytes).
+//!
+//! It decodes no images: evidence photos are hashed by the caller and arrive as
+//! [`PhotoEvidence`]. It never prints.
+
+mod catalogue;
+pub mod deadline;
+mod requests;
+mod store;
+
+use std::path::PathBuf;
+
+pub use catalogue::{ImportOutcome, Recipient, ReleaseRow};
+pub use deadline::{Calendar, DuePolicy};
+pub use requests::{
+    ApplyReport, Basis, Candidate, NewRequest, Notice, PhotoEvidence, PurgeReport, Request,
+    RequestDetail, Scope, Status, TombstoneRow, DHASH_MAX_DISTANCE, PDQ_MAX_DISTANCE,
+    PDQ_MIN_QUALITY,
+};
+pub use store::{event_hash, event_line, ChainReport, Event, Ledger, GENESIS, SCHEMA_VERSION};
+
+/// Default ledger location, relative to the catalogue root.
+pub const DEFAULT_LEDGER: &str = "datasets-manifest/ledger.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{path}: not a veil ledger ({reason}); the file was not changed")]
+    NotALedger { path: PathBuf, reason: String },
+    #[error("{path}: ledger schema {found} is newer than this veil knows ({known}); upgrade veil")]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("{path}: no ledger here; create it with `veil ledger import` (or `veil ledger init`)")]
+    Missing { path: PathBuf },
+    #[error("unknown dataset {name:?} (known: {known})")]
+    UnknownDataset { name: String, known: String },
+    #[error("unknown release {dataset}@{version} (known: {known})")]
+    UnknownRelease {
+        dataset: String,
+        version: String,
+        known: String,
+    },
+    #[error("no takedown request {id:?}")]
+    UnknownRequest { id: String },
+    #[error("{id}: {what}")]
+    State { id: String, what: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("release {dataset}@{version} is already in the ledger with Merkle root {existing}, the file says {found}")]
+    ReleaseConflict {
+        dataset: String,
+        version: String,
+        existing: String,
+        found: String,
+    },
+    #[error(transparent)]
+    Release(#[from] veil_ledger::ReleaseError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("ledger database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Joins names for error messages (`none` when empty).
+pub(crate) fn known(names: impl IntoIterator<Item = String>) -> String {
+    let v: Vec<String> = names.into_iter().collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,512 @@
+//! The SQLite file: opening it safely, versioned migrations, write transactions and the
+//! hash-chained event log.
+//!
+//! Every change to the ledger happens inside one `BEGIN IMMEDIATE` transaction that also appends
+//! an event. Event `n` is stored with `prev` = hash of event `n - 1` (64 zeros for the first) and
+//! `hash = blake3(line)`, where `line` is the event's canonical JSON line
+//! `{"seq":n,"at":"...","kind":"...","payload":{...},"prev":"..."}` (payload keys sorted, no
+//! spaces). `meta.head` holds `seq:hash` of the last event, so deleting the newest events is
+//! detected as well as editing or deleting older ones.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
+use serde_json::Value;
+
+use crate::LedgerError;
+
+/// `meta.format` of a veil ledger.
+pub const FORMAT: &str = "veil-ledger";
+/// `prev` of the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Schema migrations, in order. The ledger's `meta.schema_version` is the number applied; a
+/// ledger with a larger number was written by a newer veil and is refused.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// An open ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+}
+
+/// A write transaction; every change made through it is paired with events.
+pub(crate) struct Writer<'a> {
+    pub tx: Transaction<'a>,
+    pub now: String,
+}
+
+impl Writer<'_> {
+    /// Appends an event to the chain.
+    pub fn event(&self, kind: &str, payload: Value) -> Result<(), LedgerError> {
+        let last: Option<(i64, String)> = self
+            .tx
+            .query_row(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (seq, prev) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, GENESIS.to_string()),
+        };
+        let payload = serde_json::to_string(&payload).expect("JSON values serialise");
+        let hash = event_hash(seq, &self.now, kind, &payload, &prev);
+        self.tx.execute(
+            "INSERT INTO events (seq, at, kind, payload, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![seq, self.now, kind, payload, prev, hash],
+        )?;
+        self.tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('head', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [format!("{seq}:{hash}")],
+        )?;
+        Ok(())
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
+/// The canonical line of an event (what is hashed).
+pub fn event_line(seq: i64, at: &str, kind: &str, payload: &str, prev: &str) -> String {
+    format!(
+        "{{\"seq\":{seq},\"at\":{},\"kind\":{},\"payload\":{payload},\"prev\":{}}}",
+        json_str(at),
+        json_str(kind),
+        json_str(prev)
+    )
+}
+
+/// blake3 of [`event_line`], hex.
+pub fn event_hash(seq: i64, at: &str, kind: &str, payload: &str, prev: &str) -> String {
+    blake3::hash(event_line(seq, at, kind, payload, prev).as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// One event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub payload: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+impl Event {
+    /// The export line: the canonical line with `"hash"` added at the end.
+    pub fn export_line(&self) -> String {
+        let line = event_line(self.seq, &self.at, &self.kind, &self.payload, &self.prev);
+        format!(
+            "{},\"hash\":{}}}",
+            &line[..line.len() - 1],
+            json_str(&self.hash)
+        )
+    }
+}
+
+/// Result of [`Ledger::verify_chain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub events: u64,
+    pub head: String,
+    /// The first problem found: `(seq, what)`.
+    pub problem: Option<(i64, String)>,
+}
+
+/// Hamming distance SQL function: popcount of the XOR of two integers or two equal-length
+/// blobs; NULL otherwise.
+fn hamming(a: ValueRef<'_>, b: ValueRef<'_>) -> Option<i64> {
+    match (a, b) {
+        (ValueRef::Integer(x), ValueRef::Integer(y)) => Some(i64::from((x ^ y).count_ones())),
+        (ValueRef::Blob(x), ValueRef::Blob(y)) if x.len() == y.len() => Some(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| i64::from((p ^ q).count_ones()))
+                .sum(),
+        ),
+        _ => None,
+    }
+}
+
+impl Ledger {
+    /// Opens an existing ledger. The file is checked before anything is written to it: a file
+    /// that is not a veil ledger, or one written by a newer veil, is refused and left unchanged.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if !path.exists() {
+            return Err(LedgerError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let not_ledger = |reason: String| LedgerError::NotALedger {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut head = [0u8; 16];
+        {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| LedgerError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            f.read_exact(&mut head)
+                .map_err(|_| not_ledger("shorter than an SQLite header".into()))?;
+        }
+        if &head != b"SQLite format 3\0" {
+            return Err(not_ledger("not an SQLite database".into()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let format: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| not_ledger(format!("no veil meta table ({e})")))?;
+        if format.as_deref() != Some(FORMAT) {
+            return Err(not_ledger(format!("meta.format is {format:?}")));
+        }
+        let version = schema_version(&conn)?;
+        if version > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let mut ledger = Ledger::configure(conn, path)?;
+        if version < SCHEMA_VERSION {
+            ledger.migrate()?;
+        }
+        Ok(ledger)
+    }
+
+    /// Opens the ledger, creating it (and its directory) when the file does not exist.
+    pub fn open_or_create(path: &Path) -> Result<Ledger, LedgerError> {
+        if path.exists() {
+            return Ledger::open(path);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mut ledger = Ledger::configure(conn, path)?;
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    fn configure(conn: Connection, path: &Path) -> Result<Ledger, LedgerError> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.create_scalar_function(
+            "veil_hamming",
+            2,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(hamming(ctx.get_raw(0), ctx.get_raw(1))),
+        )?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Applies pending migrations, each with an event, inside one write transaction (so two
+    /// processes opening an old ledger at once migrate it once).
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        self.write(|w| {
+            w.tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )?;
+            let from = schema_version(&w.tx)?;
+            if from > SCHEMA_VERSION {
+                return Ok(());
+            }
+            if from == 0 {
+                w.tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?1)",
+                    [FORMAT],
+                )?;
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+                w.tx.execute_batch(sql)?;
+                let to = i as u32 + 1;
+                w.tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [to.to_string()],
+                )?;
+                w.event(
+                    "ledger.migrated",
+                    serde_json::json!({"from": to - 1, "to": to, "tool_version": veil_core::TOOL_VERSION}),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Path of the ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in an immediate (write-locked) transaction, committed when `f` succeeds and
+    /// rolled back otherwise.
+    pub(crate) fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Writer<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let w = Writer {
+            tx,
+            now: veil_core::now_rfc3339(),
+        };
+        let out = f(&w)?;
+        w.tx.commit()?;
+        Ok(out)
+    }
+
+    /// All events in order.
+    pub fn events(&self) -> Result<Vec<Event>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, at, kind, payload, prev, hash FROM events ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Event {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                kind: r.get(2)?,
+                payload: r.get(3)?,
+                prev: r.get(4)?,
+                hash: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Recomputes the chain: sequence numbers without gaps from 1, each hash, each link, and the
+    /// head recorded in `meta`. Reports the first problem.
+    pub fn verify_chain(&self) -> Result<ChainReport, LedgerError> {
+        let events = self.events()?;
+        let mut prev = GENESIS.to_string();
+        let mut problem = None;
+        for (i, e) in events.iter().enumerate() {
+            let expected_seq = i as i64 + 1;
+            if e.seq != expected_seq {
+                problem = Some((
+                    expected_seq,
+                    format!("event {expected_seq} is missing (next stored is {})", e.seq),
+                ));
+                break;
+            }
+            if e.prev != prev {
+                problem = Some((
+                    e.seq,
+                    format!(
+                        "event {} does not follow event {} (prev {} but that event hashes to {})",
+                        e.seq,
+                        e.seq - 1,
+                        e.prev,
+                        prev
+                    ),
+                ));
+                break;
+            }
+            let actual = event_hash(e.seq, &e.at, &e.kind, &e.payload, &e.prev);
+            if actual != e.hash {
+                problem = Some((
+                    e.seq,
+                    format!(
+                        "event {} ({}) was altered: its content hashes to {actual}, stored hash {}",
+                        e.seq, e.kind, e.hash
+                    ),
+                ));
+                break;
+            }
+            prev = actual;
+        }
+        let head: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'head'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let last = events.last().map(|e| format!("{}:{}", e.seq, e.hash));
+        if problem.is_none() && head != last {
+            let n = events.len() as i64;
+            problem = Some((
+                n + 1,
+                format!(
+                    "the newest events are missing: head is {}, last stored event is {}",
+                    head.as_deref().unwrap_or("none"),
+                    last.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        Ok(ChainReport {
+            events: events.len() as u64,
+            head: prev,
+            problem,
+        })
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<u32, LedgerError> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_event_hash() {
+        // The first event of a ledger created by schema 1 (payload keys sorted).
+        let line = event_line(
+            1,
+            "2026-11-25T00:00:00Z",
+            "ledger.migrated",
+            r#"{"from":0,"to":1,"tool_version":"0.1.0"}"#,
+            GENESIS,
+        );
+        assert_eq!(
+            line,
+            r#"{"seq":1,"at":"2026-11-25T00:00:00Z","kind":"ledger.migrated","payload":{"from":0,"to":1,"tool_version":"0.1.0"},"prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#
+        );
+        let pinned = "6c1988c645f7c4c082f164c544d1bde199920c65a0d8b2536a4a8a9540e42409";
+        assert_eq!(blake3::hash(line.as_bytes()).to_hex().to_string(), pinned);
+        assert_eq!(
+            event_hash(
+                1,
+                "2026-11-25T00:00:00Z",
+                "ledger.migrated",
+                r#"{"from":0,"to":1,"tool_version":"0.1.0"}"#,
+                GENESIS
+            ),
+            pinned
+        );
+    }
+
+    #[test]
+    fn hamming_of_ints_and_blobs() {
+        assert_eq!(
+            hamming(ValueRef::Integer(0b1011), ValueRef::Integer(0)),
+            Some(3)
+        );
+        assert_eq!(
+            hamming(ValueRef::Integer(-1), ValueRef::Integer(0)),
+            Some(64)
+        );
+        assert_eq!(
+            hamming(ValueRef::Blob(&[0xff, 0]), ValueRef::Blob(&[0, 1])),
+            Some(9)
+        );
+        assert_eq!(hamming(ValueRef::Blob(&[1]), ValueRef::Blob(&[1, 2])), None);
+        assert_eq!(hamming(ValueRef::Null, ValueRef::Integer(1)), None);
+    }
+
+    #[test]
+    fn chain_detects_edits_deletions_and_truncation() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("l.sqlite");
+        let mut l = Ledger::open_or_create(&p).unwrap();
+        for i in 0..5 {
+            l.write(|w| w.event("test.event", serde_json::json!({"i": i})))
+                .unwrap();
+        }
+        assert_eq!(l.verify_chain().unwrap().problem, None);
+        assert_eq!(l.verify_chain().unwrap().events, 6);
+
+        let edit = |sql: &str| {
+            let t2 = tempfile::tempdir().unwrap();
+            let q = t2.path().join("l.sqlite");
+            // Copy through SQLite so the WAL content is included.
+            l.conn
+                .execute("VACUUM INTO ?1", [q.to_str().unwrap()])
+                .unwrap();
+            let c = Connection::open(&q).unwrap();
+            c.execute_batch(sql).unwrap();
+            drop(c);
+            let r = Ledger::open(&q).unwrap().verify_chain().unwrap();
+            (t2, r.problem)
+        };
+        let (_t, p3) = edit("UPDATE events SET payload = '{\"i\":9}' WHERE seq = 3");
+        assert_eq!(p3.unwrap().0, 3);
+        let (_t, p4) = edit("DELETE FROM events WHERE seq = 4");
+        assert_eq!(p4.unwrap().0, 4);
+        let (_t, p6) = edit("DELETE FROM events WHERE seq = 6");
+        assert_eq!(p6.unwrap().0, 6);
+        // Rewriting an event with a fresh hash still breaks the link to the next one.
+        let seq2 = l.events().unwrap()[1].clone();
+        let forged = event_hash(2, &seq2.at, &seq2.kind, "{\"i\":7}", &seq2.prev);
+        let (_t, p2) = edit(&format!(
+            "UPDATE events SET payload = '{{\"i\":7}}', hash = '{forged}' WHERE seq = 2"
+        ));
+        assert_eq!(p2.unwrap().0, 3);
+    }
+
+    #[test]
+    fn refuses_foreign_and_newer_files_without_touching_them() {
+        let t = tempfile::tempdir().unwrap();
+        let text = t.path().join("notes.sqlite");
+        std::fs::write(&text, "hello, not a database at all").unwrap();
+        assert!(matches!(
+            Ledger::open(&text),
+            Err(LedgerError::NotALedger { .. })
+        ));
+        let foreign = t.path().join("other.sqlite");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE x (a INTEGER); INSERT INTO x VALUES (1);")
+            .unwrap();
+        let before = std::fs::read(&foreign).unwrap();
+        assert!(matches!(
+            Ledger::open(&foreign),
+            Err(LedgerError::NotALedger { .. })
+        ));
+        assert_eq!(std::fs::read(&foreign).unwrap(), before);
+
+        let newer = t.path().join("newer.sqlite");
+        drop(Ledger::open_or_create(&newer).unwrap());
+        Connection::open(&newer)
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [(SCHEMA_VERSION + 1).to_string()],
+            )
+            .unwrap();
+        assert!(matches!(
+            Ledger::open(&newer),
+            Err(LedgerError::TooNew { .. })
+        ));
+    }
+}

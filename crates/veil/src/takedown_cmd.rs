@@ -1,0 +1,556 @@
+//! `veil ledger`, `veil recipients`, `veil takedown` and `veil withdrawals`: the takedown
+//! ledger's commands (all logic is in veil-takedown; evidence photos are hashed by veil-pipeline).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use veil_core::Date;
+use veil_takedown::{
+    Basis, DuePolicy, ImportOutcome, Ledger, NewRequest, PhotoEvidence, Recipient, Request, Scope,
+    DEFAULT_LEDGER,
+};
+
+use crate::exit;
+
+#[derive(Args, Debug)]
+pub struct LedgerArg {
+    /// The ledger file (SQLite).
+    #[arg(long, global = true, default_value = DEFAULT_LEDGER)]
+    pub ledger: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Create an empty ledger.
+    Init,
+    /// Import releases (verified first) from the manifests root: all of them, or NAME@V ones.
+    Import {
+        releases: Vec<String>,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+    },
+    /// Recompute the event chain; report the first altered or missing event (exit 1).
+    Verify,
+    /// Write every event as JSON Lines (for review in git; holds matching keys: keep it private).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add or change a deadline policy (`default` is 15 working days).
+    Policy {
+        name: String,
+        #[arg(long, group = "len", required = true)]
+        working_days: Option<u32>,
+        #[arg(long, group = "len")]
+        calendar_days: Option<u32>,
+        #[arg(long, group = "len")]
+        calendar_months: Option<u32>,
+        /// Holiday calendar: one YYYY-MM-DD per line (`YYYY-MM-DD workday` for a worked weekend
+        /// day); relative to the ledger's directory.
+        #[arg(long)]
+        holidays: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RecipientsCommand {
+    /// Record that someone obtained a release.
+    Add {
+        /// NAME@V
+        #[arg(long)]
+        release: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        contact: String,
+        /// When (YYYY-MM-DD or RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Import a CSV download log (header: name, contact, and release=NAME@V or dataset+version,
+    /// optional received_at). All rows or none.
+    Import { csv: PathBuf },
+    /// List recipients.
+    List {
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TakedownCommand {
+    /// Open a request; prints its id and due date.
+    Open(OpenArgs),
+    /// Find the items a request names; lists candidates with distances for a human to confirm.
+    Match { id: String },
+    /// Confirm items (path, output blake3 or source blake3) for withdrawal.
+    Confirm {
+        id: String,
+        #[arg(required = true)]
+        items: Vec<String>,
+    },
+    /// Reject candidate items, or (with no items) the whole request with --reason.
+    Reject {
+        id: String,
+        items: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Cut a new release without the confirmed items (or withdraw the whole dataset).
+    Apply {
+        id: String,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+        /// Version of the new release (default: the next number).
+        #[arg(long)]
+        version: Option<String>,
+        /// Also delete the withdrawn files from this output tree (only files with the withdrawn hash).
+        #[arg(long)]
+        purge: Option<PathBuf>,
+    },
+    /// Delete the withdrawn files of an applied request from an output tree or mirror.
+    Purge { id: String, dir: PathBuf },
+    /// Write one notice per recipient of a withdrawn release into the outbox.
+    Notify {
+        id: String,
+        /// Default: `outbox/` beside the ledger.
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+    },
+    /// Record a recipient's reply.
+    Ack {
+        id: String,
+        /// The recipient's name or contact.
+        #[arg(long)]
+        recipient: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Close a notified request.
+    Close { id: String },
+    /// Every request: children's data first, then by due date.
+    List,
+    /// Everything about one request (JSON).
+    Show { id: String },
+    /// Open requests due within a period (e.g. 3d); exit 1 when any is overdue (for cron).
+    Due {
+        #[arg(long, default_value = "0d")]
+        within: String,
+    },
+}
+
+#[derive(Args)]
+pub struct OpenArgs {
+    #[arg(long)]
+    dataset: String,
+    /// Releases in scope (default: all releases of the dataset).
+    #[arg(long = "release")]
+    releases: Vec<String>,
+    /// Explicitly every release (the default).
+    #[arg(long, conflicts_with = "releases")]
+    all_releases: bool,
+    /// Item paths or globs (`train/img_01*.jpg`).
+    #[arg(long = "path")]
+    paths: Vec<String>,
+    /// blake3 of an item (released or source file).
+    #[arg(long = "blake3")]
+    blake3: Vec<String>,
+    /// A photo of the person or the picture (hashed; the photo is not kept).
+    #[arg(long = "photo")]
+    photos: Vec<PathBuf>,
+    /// Withdraw the whole dataset.
+    #[arg(long)]
+    whole_dataset: bool,
+    #[arg(long)]
+    requester: String,
+    #[arg(long)]
+    contact: String,
+    /// privacy, portrait, copyright, child, contract, authority or other.
+    #[arg(long)]
+    basis: String,
+    #[arg(long, default_value = "")]
+    note: String,
+    /// When the request arrived (YYYY-MM-DD or RFC 3339); default now.
+    #[arg(long)]
+    received: Option<String>,
+    /// Deadline policy (default: `default`, 15 working days).
+    #[arg(long)]
+    policy: Option<String>,
+}
+
+fn open_existing(path: &Path) -> Result<Ledger> {
+    Ok(Ledger::open(path)?)
+}
+
+fn split_release(s: &str) -> Result<(&str, &str)> {
+    match s.split_once('@') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((n, v)),
+        _ => bail!("release must be NAME@VERSION, got `{s}`"),
+    }
+}
+
+fn timestamp(s: Option<String>) -> Result<String> {
+    match s {
+        None => Ok(veil_core::now_rfc3339()),
+        Some(s) => {
+            let d = Date::parse(&s)?;
+            Ok(if s.len() == 10 {
+                format!("{d}T00:00:00Z")
+            } else {
+                s
+            })
+        }
+    }
+}
+
+pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
+    match cmd {
+        LedgerCommand::Init => {
+            let existed = l.ledger.exists();
+            let ledger = Ledger::open_or_create(&l.ledger)?;
+            println!(
+                "{} {} (schema {})",
+                if existed {
+                    "ledger already at"
+                } else {
+                    "created ledger"
+                },
+                ledger.path().display(),
+                veil_takedown::SCHEMA_VERSION
+            );
+        }
+        LedgerCommand::Import { releases, root } => {
+            let mut ledger = Ledger::open_or_create(&l.ledger)?;
+            let results = if releases.is_empty() {
+                ledger.import_all(&root)?
+            } else {
+                let mut v = Vec::new();
+                for r in &releases {
+                    let (d, ver) = split_release(r)?;
+                    v.push((d.into(), ver.into(), ledger.import_release(&root, d, ver)?));
+                }
+                v
+            };
+            if results.is_empty() {
+                bail!("no releases under {}", root.display());
+            }
+            for (d, v, outcome) in results {
+                match outcome {
+                    ImportOutcome::Added { items } => println!("imported {d}@{v}: {items} items"),
+                    ImportOutcome::AlreadyPresent => println!("{d}@{v}: already in the ledger"),
+                }
+            }
+        }
+        LedgerCommand::Verify => {
+            let ledger = open_existing(&l.ledger)?;
+            let r = ledger.verify_chain()?;
+            if let Some((seq, what)) = r.problem {
+                eprintln!(
+                    "veil: ledger {}: chain broken at event {seq}: {what}",
+                    l.ledger.display()
+                );
+                return Ok(exit::FAILURES);
+            }
+            println!("{} events, chain intact, head {}", r.events, r.head);
+        }
+        LedgerCommand::Export { out } => {
+            let ledger = open_existing(&l.ledger)?;
+            let mut text = String::new();
+            for e in ledger.events()? {
+                text.push_str(&e.export_line());
+                text.push('\n');
+            }
+            write_out(out.as_deref(), &text)?;
+        }
+        LedgerCommand::Policy {
+            name,
+            working_days,
+            calendar_days,
+            calendar_months,
+            holidays,
+        } => {
+            let policy = match (working_days, calendar_days, calendar_months) {
+                (Some(n), _, _) => DuePolicy::WorkingDays(n),
+                (_, Some(n), _) => DuePolicy::CalendarDays(n),
+                (_, _, Some(n)) => DuePolicy::CalendarMonths(n),
+                _ => bail!("give --working-days, --calendar-days or --calendar-months"),
+            };
+            let mut ledger = open_existing(&l.ledger)?;
+            ledger.set_policy(&name, policy, holidays.as_deref())?;
+            println!("policy {name}: {policy}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => {
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+pub fn recipients(cmd: RecipientsCommand, l: &LedgerArg) -> Result<i32> {
+    let mut ledger = open_existing(&l.ledger)?;
+    match cmd {
+        RecipientsCommand::Add {
+            release,
+            name,
+            contact,
+            at,
+        } => {
+            let (d, v) = split_release(&release)?;
+            let r = Recipient {
+                dataset: d.into(),
+                version: v.into(),
+                name,
+                contact,
+                received_at: timestamp(at)?,
+                origin: "manual".into(),
+            };
+            if ledger.add_recipient(&r)? {
+                println!("recorded: {} received {release}", r.name.escape_debug());
+            } else {
+                println!("already recorded");
+            }
+        }
+        RecipientsCommand::Import { csv } => {
+            let (added, dup) = ledger.import_recipients_csv(&csv)?;
+            println!("{added} recipients added, {dup} already recorded");
+        }
+        RecipientsCommand::List { dataset } => {
+            for r in ledger.recipients(dataset.as_deref())? {
+                println!(
+                    "{}@{}\t{}\t{}\t{}",
+                    r.dataset,
+                    r.version,
+                    r.received_at,
+                    r.name.escape_debug(),
+                    r.contact.escape_debug()
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn evidence(photo: &Path) -> Result<PhotoEvidence> {
+    let (blake3, h) =
+        veil_pipeline::process::photo_hashes(photo, veil_pipeline::DEFAULT_MAX_PIXELS)
+            .map_err(|e| anyhow::anyhow!("{}: cannot decode the photo: {e}", photo.display()))?;
+    Ok(PhotoEvidence {
+        blake3,
+        pdq: h.pdq,
+        pdq_quality: h.pdq_quality,
+        dhash: h.dhash,
+    })
+}
+
+fn parse_within(s: &str) -> Result<i64> {
+    let (n, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("--within {s:?}: expected e.g. 3d or 2w"))?;
+    Ok(match unit {
+        "d" | "" => n,
+        "w" => n * 7,
+        _ => bail!("--within {s:?}: unit must be d (days) or w (weeks)"),
+    })
+}
+
+fn line(r: &Request, today: Date) -> String {
+    let flag = if r.is_overdue(today) {
+        "OVERDUE"
+    } else if r.status.is_open() {
+        "open"
+    } else {
+        ""
+    };
+    format!(
+        "{}\t{}\t{}\tdue {}\t{}\t{}\t{}",
+        r.id,
+        r.status,
+        r.basis,
+        r.due,
+        flag,
+        r.dataset.escape_debug(),
+        r.requester.escape_debug()
+    )
+}
+
+pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
+    let mut ledger = open_existing(&l.ledger)?;
+    let today = Date::today();
+    match cmd {
+        TakedownCommand::Open(a) => {
+            let basis: Basis = a.basis.parse().map_err(anyhow::Error::msg)?;
+            let photos = a
+                .photos
+                .iter()
+                .map(|p| evidence(p))
+                .collect::<Result<_>>()?;
+            let req = ledger.open_request(NewRequest {
+                dataset: a.dataset,
+                releases: (!a.releases.is_empty() && !a.all_releases).then_some(a.releases),
+                whole_dataset: a.whole_dataset,
+                scope: Scope {
+                    paths: a.paths,
+                    blake3: a.blake3.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    photos,
+                },
+                requester: a.requester,
+                contact: a.contact,
+                basis,
+                note: a.note,
+                received: a.received,
+                policy: a.policy,
+            })?;
+            println!(
+                "{}\treceived {}\tdue {} ({})",
+                req.id, req.received_at, req.due, req.policy
+            );
+            if req.basis == Basis::Child {
+                eprintln!("veil: basis child: due immediately; delete at once");
+            }
+        }
+        TakedownCommand::Match { id } => {
+            let found = ledger.find_matches(&id)?;
+            if found.is_empty() {
+                println!("{id}: no items match");
+            }
+            for c in &found {
+                println!(
+                    "{}\t{}@{}\t{}\t{}\tdistance {}\t{}",
+                    c.state,
+                    c.dataset,
+                    c.version,
+                    c.path.escape_debug(),
+                    c.how,
+                    c.distance,
+                    c.blake3
+                );
+            }
+            eprintln!(
+                "veil: confirm with `veil takedown confirm {id} PATH...` or reject with `veil takedown reject {id} PATH...`"
+            );
+        }
+        TakedownCommand::Confirm { id, items } => {
+            let n = ledger.decide(&id, &items, true)?;
+            println!("{id}: {n} item rows confirmed");
+        }
+        TakedownCommand::Reject { id, items, reason } => {
+            if items.is_empty() {
+                let Some(reason) = reason else {
+                    bail!("rejecting a whole request needs --reason");
+                };
+                ledger.reject_request(&id, &reason)?;
+                println!("{id}: rejected");
+            } else {
+                let n = ledger.decide(&id, &items, false)?;
+                println!("{id}: {n} item rows rejected");
+            }
+        }
+        TakedownCommand::Apply {
+            id,
+            root,
+            version,
+            purge,
+        } => {
+            let r = ledger.apply(&id, &root, version.as_deref())?;
+            if r.whole_dataset {
+                println!("{id}: dataset {} withdrawn", r.dataset);
+            }
+            if let Some((v, rootv)) = &r.new_release {
+                println!("{id}: new release {}@{v} (Merkle root {rootv})", r.dataset);
+            }
+            println!(
+                "{id}: {} items withdrawn; releases withdrawn: {}",
+                r.tombstones.len(),
+                r.withdrawn_releases.join(", ")
+            );
+            if let Some(dir) = purge {
+                print_purge(&id, &ledger.purge(&id, &dir)?);
+            }
+        }
+        TakedownCommand::Purge { id, dir } => print_purge(&id, &ledger.purge(&id, &dir)?),
+        TakedownCommand::Notify { id, outbox } => {
+            let outbox = outbox
+                .unwrap_or_else(|| l.ledger.parent().unwrap_or(Path::new(".")).join("outbox"));
+            let notices = ledger.notify(&id, &outbox)?;
+            for n in &notices {
+                println!(
+                    "notice for {} <{}>: {}",
+                    n.name.escape_debug(),
+                    n.contact.escape_debug(),
+                    n.file
+                );
+            }
+            println!("{id}: {} notices written", notices.len());
+        }
+        TakedownCommand::Ack {
+            id,
+            recipient,
+            note,
+        } => {
+            ledger.ack(&id, &recipient, &note)?;
+            println!("{id}: reply from {} recorded", recipient.escape_debug());
+        }
+        TakedownCommand::Close { id } => {
+            ledger.close(&id)?;
+            println!("{id}: closed");
+        }
+        TakedownCommand::List => {
+            for r in ledger.requests()? {
+                println!("{}", line(&r, today));
+            }
+        }
+        TakedownCommand::Show { id } => {
+            println!("{}", serde_json::to_string_pretty(&ledger.detail(&id)?)?);
+        }
+        TakedownCommand::Due { within } => {
+            let due = ledger.due(today, parse_within(&within)?)?;
+            let overdue = due.iter().filter(|r| r.is_overdue(today)).count();
+            for r in &due {
+                println!("{}", line(r, today));
+            }
+            if overdue > 0 {
+                eprintln!("veil: {overdue} requests overdue");
+                return Ok(exit::FAILURES);
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_purge(id: &str, p: &veil_takedown::PurgeReport) {
+    for d in &p.deleted {
+        println!("deleted {}", d.escape_debug());
+    }
+    for (path, why) in &p.skipped {
+        println!("left {}: {why}", path.escape_debug());
+    }
+    println!(
+        "{id}: purge of {}: {} deleted, {} left",
+        p.dir,
+        p.deleted.len(),
+        p.skipped.len()
+    );
+}
+
+pub fn withdrawals(out: Option<&Path>, l: &LedgerArg) -> Result<i32> {
+    let ledger = open_existing(&l.ledger)?;
+    let mut text = String::new();
+    for w in ledger.withdrawals()? {
+        text.push_str(&w.to_string());
+        text.push('\n');
+    }
+    write_out(out, &text)?;
+    Ok(exit::OK)
+}
