@@ -611,10 +611,13 @@ impl Ledger {
                     .map(|p| (p.blake3.as_str(), "photo-blake3")),
             );
         {
+            // Two index lookups; an OR over both columns would scan the table.
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, blake3 = ?2 FROM items WHERE dataset = ?1
-                   AND (blake3 = ?2 OR source_blake3 = ?2)
-                   AND version IN (SELECT value FROM json_each(?3))",
+                "SELECT id, 1 FROM items INDEXED BY items_blake3 WHERE blake3 = ?2 AND dataset = ?1
+                   AND version IN (SELECT value FROM json_each(?3))
+                 UNION ALL
+                 SELECT id, 0 FROM items INDEXED BY items_source_blake3 WHERE source_blake3 = ?2
+                   AND dataset = ?1 AND version IN (SELECT value FROM json_each(?3))",
             )?;
             for (h, label) in hashes {
                 let rows = stmt.query_map(params![ds, h, versions], |r| {
@@ -628,7 +631,10 @@ impl Ledger {
             }
         }
         for photo in &req.scope.photos {
-            for (item, distance, how) in self.photo_matches(ds, &versions, photo)? {
+            let all = req.releases.is_none();
+            for (item, distance, how) in
+                self.photo_matches(ds, (!all).then_some(versions.as_str()), photo)?
+            {
                 offer(item, distance, how);
             }
         }
@@ -669,64 +675,32 @@ impl Ledger {
     fn photo_matches(
         &self,
         dataset: &str,
-        versions: &str,
+        versions: Option<&str>,
         photo: &PhotoEvidence,
     ) -> Result<Vec<(i64, u32, String)>, LedgerError> {
         let pdq = (photo.pdq_quality >= PDQ_MIN_QUALITY)
             .then(|| pdq_blob(&photo.pdq))
             .flatten();
         let dhash = dhash_int(&photo.dhash);
+        // One SQL function call per row (see `store::photo_near`); a full scan of the table is
+        // faster than walking the (dataset, version, path) index for this.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id,
-                 CASE WHEN source_pdq_quality >= ?5 THEN veil_hamming(source_pdq, ?1) END AS sp,
-                 CASE WHEN output_pdq_quality >= ?5 THEN veil_hamming(output_pdq, ?1) END AS op,
-                 veil_hamming(source_dhash, ?2) AS sd,
-                 veil_hamming(output_dhash, ?2) AS od
-             FROM items
-             WHERE dataset = ?3 AND version IN (SELECT value FROM json_each(?4))
-               AND (sp <= ?6 OR op <= ?6 OR sd <= ?7 OR od <= ?7)",
+            "SELECT id, m FROM (
+                 SELECT id, veil_photo_near(source_pdq, source_pdq_quality, output_pdq,
+                            output_pdq_quality, source_dhash, output_dhash, ?1, ?2) AS m
+                 FROM items NOT INDEXED
+                 WHERE dataset = ?3 AND (?4 IS NULL OR version IN (SELECT value FROM json_each(?4))))
+             WHERE m IS NOT NULL",
         )?;
-        let rows = stmt.query_map(
-            params![
-                pdq,
-                dhash,
-                dataset,
-                versions,
-                PDQ_MIN_QUALITY,
-                PDQ_MAX_DISTANCE,
-                DHASH_MAX_DISTANCE
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    [
-                        (r.get::<_, Option<u32>>(1)?, "pdq:source", PDQ_MAX_DISTANCE),
-                        (r.get::<_, Option<u32>>(2)?, "pdq:output", PDQ_MAX_DISTANCE),
-                        (
-                            r.get::<_, Option<u32>>(3)?,
-                            "dhash:source",
-                            DHASH_MAX_DISTANCE,
-                        ),
-                        (
-                            r.get::<_, Option<u32>>(4)?,
-                            "dhash:output",
-                            DHASH_MAX_DISTANCE,
-                        ),
-                    ],
-                ))
-            },
-        )?;
+        let rows = stmt.query_map(params![pdq, dhash, dataset, versions], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
-            let (item, sides) = row?;
-            // Report the PDQ side when it matched (the stronger hash), else dHash.
-            if let Some((d, how, _)) = sides
-                .iter()
-                .filter_map(|(d, how, max)| d.filter(|d| d <= max).map(|d| (d, *how, *max)))
-                .min_by_key(|(d, how, max)| (!how.starts_with("pdq"), *d * 256 / max.max(&1)))
-            {
-                out.push((item, d, how.to_string()));
-            }
+            let (item, code) = row?;
+            let how = ["pdq:source", "pdq:output", "dhash:source", "dhash:output"]
+                [(code / 1000).clamp(0, 3) as usize];
+            out.push((item, (code % 1000) as u32, how.to_string()));
         }
         Ok(out)
     }

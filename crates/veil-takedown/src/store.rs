@@ -133,14 +133,51 @@ pub struct ChainReport {
 fn hamming(a: ValueRef<'_>, b: ValueRef<'_>) -> Option<i64> {
     match (a, b) {
         (ValueRef::Integer(x), ValueRef::Integer(y)) => Some(i64::from((x ^ y).count_ones())),
-        (ValueRef::Blob(x), ValueRef::Blob(y)) if x.len() == y.len() => Some(
-            x.iter()
-                .zip(y)
-                .map(|(p, q)| i64::from((p ^ q).count_ones()))
-                .sum(),
-        ),
+        (ValueRef::Blob(x), ValueRef::Blob(y)) if x.len() == y.len() => {
+            let (xc, xr) = x.split_at(x.len() / 8 * 8);
+            let (yc, yr) = y.split_at(xc.len());
+            let words = xc.chunks_exact(8).zip(yc.chunks_exact(8)).map(|(p, q)| {
+                let p = u64::from_le_bytes(p.try_into().expect("8 bytes"));
+                let q = u64::from_le_bytes(q.try_into().expect("8 bytes"));
+                i64::from((p ^ q).count_ones())
+            });
+            let rest = xr
+                .iter()
+                .zip(yr)
+                .map(|(p, q)| i64::from((p ^ q).count_ones()));
+            Some(words.chain(rest).sum())
+        }
         _ => None,
     }
+}
+
+/// Photo matching in one SQL call per item: arguments are the item's source PDQ, its quality,
+/// output PDQ, its quality, source dHash, output dHash, then the photo's PDQ (NULL when its
+/// quality is too low) and dHash. Returns `side * 1000 + distance` (side 0 PDQ of the source,
+/// 1 PDQ of the output, 2 dHash of the source, 3 dHash of the output; PDQ preferred, then the
+/// smaller distance) or NULL when nothing is within the thresholds.
+fn photo_near(args: [ValueRef<'_>; 8]) -> Option<i64> {
+    use crate::{DHASH_MAX_DISTANCE, PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY};
+    let [sp, sq, op, oq, sd, od, pdq, dhash] = args;
+    let good =
+        |q: ValueRef<'_>| matches!(q, ValueRef::Integer(q) if q >= i64::from(PDQ_MIN_QUALITY));
+    let pdq_side = |h: ValueRef<'_>, q: ValueRef<'_>| {
+        if good(q) {
+            hamming(h, pdq).filter(|d| *d <= i64::from(PDQ_MAX_DISTANCE))
+        } else {
+            None
+        }
+    };
+    let dhash_side =
+        |h: ValueRef<'_>| hamming(h, dhash).filter(|d| *d <= i64::from(DHASH_MAX_DISTANCE));
+    let best = |a: Option<i64>, b: Option<i64>, base: i64| match (a, b) {
+        (Some(x), Some(y)) if y < x => Some(base + 1000 + y),
+        (Some(x), _) => Some(base + x),
+        (None, Some(y)) => Some(base + 1000 + y),
+        (None, None) => None,
+    };
+    best(pdq_side(sp, sq), pdq_side(op, oq), 0)
+        .or_else(|| best(dhash_side(sd), dhash_side(od), 2000))
 }
 
 impl Ledger {
@@ -220,11 +257,19 @@ impl Ledger {
     fn configure(conn: Connection, path: &Path) -> Result<Ledger, LedgerError> {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Matching scans the items table; memory-mapped reads avoid a copy per page.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
         conn.create_scalar_function(
             "veil_hamming",
             2,
             FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
             |ctx| Ok(hamming(ctx.get_raw(0), ctx.get_raw(1))),
+        )?;
+        conn.create_scalar_function(
+            "veil_photo_near",
+            8,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(photo_near(std::array::from_fn(|i| ctx.get_raw(i)))),
         )?;
         Ok(Ledger {
             conn,
