@@ -566,3 +566,84 @@ fn deadlines_follow_policy_holidays_and_children_first() {
     assert!(stdout.contains("OVERDUE"));
     assert!(!stdout.contains("2099-"), "{stdout}");
 }
+
+#[test]
+fn whole_dataset_withdrawal_withdraws_every_release_and_notifies_everyone() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let (out, root, ledger) = catalogue(t.path(), &input, "sample");
+    let (code, _, err) = lv(
+        &ledger,
+        &[
+            &"recipients",
+            &"add",
+            &"--release",
+            &"sample@1",
+            &"--name",
+            &"Lab",
+            &"--contact",
+            &"lab@x.example",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = lv(
+        &ledger,
+        &[
+            &"takedown",
+            &"open",
+            &"--dataset",
+            &"sample",
+            &"--whole-dataset",
+            &"--requester",
+            &"Regulator",
+            &"--contact",
+            &"office@authority.example",
+            &"--basis",
+            &"authority",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = request_id(&stdout);
+    let (code, stdout, err) = lv(
+        &ledger,
+        &[
+            &"takedown",
+            &"apply",
+            &id,
+            &"--root",
+            &root,
+            &"--purge",
+            &out,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("dataset sample withdrawn"), "{stdout}");
+    let items = fs::read_to_string(root.join("sample/1/manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(stdout.contains(&format!("{items} deleted")), "{stdout}");
+    let (code, stdout, err) = lv(
+        &ledger,
+        &[
+            &"takedown",
+            &"notify",
+            &id,
+            &"--outbox",
+            &t.path().join("outbox"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("1 notices written"), "{stdout}");
+    let (code, feed, _) = lv(&ledger, &[&"withdrawals", &"export"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(feed.lines().next().unwrap()).unwrap();
+    assert_eq!(v["whole_dataset"], true);
+    assert_eq!(v["withdrawn_blake3"].as_array().unwrap().len(), items);
+    // Re-importing is a no-op, and the chain still verifies.
+    let (code, _, err) = lv(&ledger, &[&"ledger", &"import", &"--root", &root]);
+    assert_eq!(code, 0, "re-importing known releases is a no-op: {err}");
+    let (code, stdout, _) = lv(&ledger, &[&"ledger", &"verify"]);
+    assert_eq!(code, 0, "{stdout}");
+}
