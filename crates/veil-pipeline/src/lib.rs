@@ -10,6 +10,7 @@ pub mod encode;
 pub mod fusion;
 pub mod policy;
 pub mod process;
+pub mod resume;
 mod run;
 pub mod shard;
 pub mod walk;

@@ -330,10 +330,11 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp: PathBuf = dir.join(format!(
-        ".{}.veil-partial",
+        ".{}{}",
         dest.file_name()
             .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        crate::resume::PARTIAL_SUFFIX
     ));
     let r = (|| {
         let mut f = fs::File::create(&tmp)?;

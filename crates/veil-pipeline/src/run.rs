@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub copy_other: bool,
     /// Process only this slice of the images (records go to a per-shard file; see `veil merge`).
     pub shard: Option<crate::shard::Shard>,
+    /// Ignore the records already in the output and process every image again.
+    pub fresh: bool,
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
@@ -229,6 +231,13 @@ fn params_json(cfg: &RunConfig) -> serde_json::Value {
 
 pub use veil_core::now_rfc3339;
 
+fn pool_for(jobs: usize) -> Result<rayon::ThreadPool, PipelineError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .map_err(|e| PipelineError::Usage(format!("cannot start {jobs} workers: {e}")))
+}
+
 /// Runs `veil redact`. Errors are setup or usage problems (nothing was processed); per-image
 /// failures are in the report.
 pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, PipelineError> {
@@ -276,13 +285,68 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .map(|s| s.provenance_file())
             .unwrap_or(PROVENANCE_FILE.into()),
     );
-    let prov =
-        Mutex::new(fs::File::create(&prov_path).map_err(|e| PipelineError::io(&prov_path, e))?);
+    // Resume: records that still stand are kept (rewritten first, atomically), their images
+    // skipped; the rest are appended as they finish.
+    let resume = if cfg.fresh {
+        crate::resume::ResumePlan::default()
+    } else {
+        pool_for(jobs)?.install(|| {
+            crate::resume::plan(
+                &cfg.input,
+                &cfg.output,
+                &prov_path,
+                &listing.images,
+                crate::resume::Expect {
+                    params_blake3: &params_blake3,
+                    policy_blake3: cfg.policy_blake3.as_deref(),
+                    models: &models,
+                },
+            )
+        })
+    };
+    let mut kept = resume.kept;
+    veil_ledger::write_provenance_sorted(&prov_path, &mut kept)?;
+    if !kept.is_empty() || !resume.redo.is_empty() || resume.unreadable_lines > 0 {
+        let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, why) in &resume.redo {
+            *reasons.entry(why.as_str()).or_default() += 1;
+        }
+        let reasons: Vec<String> = reasons.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        progress.event(ProgressEvent::Notice {
+            message: format!(
+                "resuming: {} images already done and unchanged, {} redone{}{}{}",
+                kept.len(),
+                resume.redo.len(),
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join(", "))
+                },
+                if resume.unreadable_lines > 0 {
+                    format!("; {} torn record lines ignored", resume.unreadable_lines)
+                } else {
+                    String::new()
+                },
+                if resume.removed_partials.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} partial files removed", resume.removed_partials.len())
+                },
+            ),
+        });
+    }
+    let done: std::collections::HashSet<&str> = kept.iter().map(|r| r.path.as_str()).collect();
+    listing
+        .images
+        .retain(|p| !done.contains(rel_string(p).as_str()));
+    let prov = Mutex::new(
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&prov_path)
+            .map_err(|e| PipelineError::io(&prov_path, e))?,
+    );
     let pool_of_detectors = Mutex::new(detectors);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build()
-        .map_err(|e| PipelineError::Usage(format!("cannot start {jobs} workers: {e}")))?;
+    let pool = pool_for(jobs)?;
 
     progress.event(ProgressEvent::Started {
         total: listing.images.len() as u64,
@@ -342,7 +406,9 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         )
     };
     other_files.sort();
+    let processed = records.len();
     let mut records = records;
+    records.extend(kept);
     veil_ledger::write_provenance_sorted(&prov_path, &mut records)?;
 
     let count = |s: ImageStatus| records.iter().filter(|r| r.status == s).count() as u64;
@@ -369,7 +435,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .collect(),
         seconds,
         images_per_second: if seconds > 0.0 {
-            images as f64 / seconds
+            processed as f64 / seconds
         } else {
             0.0
         },
@@ -480,10 +546,7 @@ pub fn check(
         ..
     } = load_detectors(&cfg, jobs, progress)?;
     let pool_of_detectors = Mutex::new(dets);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build()
-        .map_err(|e| PipelineError::Usage(format!("cannot start {jobs} workers: {e}")))?;
+    let pool = pool_for(jobs)?;
     let todo: Vec<usize> = (0..records.len())
         .filter(|&i| records[i].status != ImageStatus::Failed)
         .collect();

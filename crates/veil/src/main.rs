@@ -172,6 +172,10 @@ struct DetectArgs {
 struct RedactArgs {
     input: PathBuf,
     output: PathBuf,
+    /// Process every image again, ignoring the records already in OUTPUT (by default a re-run
+    /// keeps the images whose record, source, output, models and parameters are unchanged).
+    #[arg(long)]
+    fresh: bool,
     #[command(flatten)]
     det: DetectArgs,
     /// Faces: blur, pixelate or fill (default blur).
@@ -390,6 +394,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         max_pixels: a.max_pixels,
         jpeg_quality: a.jpeg_quality,
         copy_other: a.copy_other,
+        fresh: a.fresh,
     };
     let progress = progress::Progress::new(a.quiet);
     let result = veil_pipeline::run(&cfg, &progress);

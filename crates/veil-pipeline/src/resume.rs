@@ -1,0 +1,179 @@
+//! Resuming a run on an output tree that already holds records (a killed run, or a re-run).
+//!
+//! An image is kept, not processed again, only when its previous record says it was written
+//! (`redacted` or `no_detections`) by the same veil version with the same models, policy and
+//! parameters, its source file still has the recorded blake3, and its output file is a regular
+//! file with the recorded size and blake3. Everything else is redone, with the reason. A torn last
+//! line (a kill in the middle of an append) is ignored, and partial temporary outputs are removed.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use veil_core::{ImageStatus, TOOL_VERSION};
+use veil_ledger::{ModelRef, ProvenanceRecord};
+
+use crate::walk::rel_string;
+
+/// What a run must match for a previous record to stand.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    pub params_blake3: &'a str,
+    pub policy_blake3: Option<&'a str>,
+    pub models: &'a [ModelRef],
+}
+
+/// The outcome of looking at the previous records.
+#[derive(Debug, Default)]
+pub struct ResumePlan {
+    /// Records that stand; their images are not processed again.
+    pub kept: Vec<ProvenanceRecord>,
+    /// Images with a previous record that are redone, and why.
+    pub redo: Vec<(String, String)>,
+    /// Lines of the previous records file that could not be read (a torn last line).
+    pub unreadable_lines: usize,
+    /// Partial temporary files removed from the output tree.
+    pub removed_partials: Vec<PathBuf>,
+}
+
+/// Suffix of the temporary files that outputs are written to before their rename.
+pub const PARTIAL_SUFFIX: &str = ".veil-partial";
+
+fn blake3_file(path: &Path) -> Option<(String, u64)> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update_reader(fs::File::open(path).ok()?).ok()?;
+    Some((h.finalize().to_hex().to_string(), meta.len()))
+}
+
+/// Reads the records file leniently: the last record of a path wins; unreadable lines counted.
+fn read_lenient(path: &Path) -> (HashMap<String, ProvenanceRecord>, usize) {
+    let mut map = HashMap::new();
+    let mut bad = 0;
+    let Ok(f) = fs::File::open(path) else {
+        return (map, 0);
+    };
+    for line in BufReader::new(f).split(b'\n') {
+        let Ok(line) = line else {
+            bad += 1;
+            break;
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<ProvenanceRecord>(&line) {
+            Ok(r) => {
+                map.insert(r.path.clone(), r);
+            }
+            Err(_) => bad += 1,
+        }
+    }
+    (map, bad)
+}
+
+/// Removes `.NAME.veil-partial` files left by a killed run anywhere under `output` (links are
+/// not followed).
+fn remove_partials(output: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for e in walkdir::WalkDir::new(output)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy();
+        if e.file_type().is_file()
+            && name.starts_with('.')
+            && name.ends_with(PARTIAL_SUFFIX)
+            && fs::remove_file(e.path()).is_ok()
+        {
+            removed.push(e.path().to_path_buf());
+        }
+    }
+    removed
+}
+
+/// Decides, for every image of this run, whether its previous record stands.
+pub fn plan(
+    input: &Path,
+    output: &Path,
+    records_file: &Path,
+    images: &[PathBuf],
+    expect: Expect<'_>,
+) -> ResumePlan {
+    let removed_partials = remove_partials(output);
+    let (mut previous, unreadable_lines) = read_lenient(records_file);
+    let candidates: Vec<(String, ProvenanceRecord)> = images
+        .iter()
+        .filter_map(|rel| {
+            let s = rel_string(rel);
+            previous.remove(&s).map(|r| (s, r))
+        })
+        .collect();
+    let decided: Vec<Result<ProvenanceRecord, (String, String)>> = candidates
+        .into_par_iter()
+        .map(
+            |(path, r)| match why_redo(input, output, &path, &r, expect) {
+                None => Ok(r),
+                Some(why) => Err((path, why)),
+            },
+        )
+        .collect();
+    let mut plan = ResumePlan {
+        unreadable_lines,
+        removed_partials,
+        ..ResumePlan::default()
+    };
+    for d in decided {
+        match d {
+            Ok(r) => plan.kept.push(r),
+            Err(x) => plan.redo.push(x),
+        }
+    }
+    plan.redo.sort();
+    plan
+}
+
+fn why_redo(
+    input: &Path,
+    output: &Path,
+    path: &str,
+    r: &ProvenanceRecord,
+    expect: Expect<'_>,
+) -> Option<String> {
+    if !matches!(r.status, ImageStatus::Redacted | ImageStatus::NoDetections) {
+        return Some("failed before".into());
+    }
+    if r.tool_version != TOOL_VERSION {
+        return Some(format!(
+            "veil version changed ({} -> {TOOL_VERSION})",
+            r.tool_version
+        ));
+    }
+    if r.models != expect.models {
+        return Some("models changed".into());
+    }
+    if r.policy_blake3.as_deref() != expect.policy_blake3 {
+        return Some("policy file changed".into());
+    }
+    if r.params_blake3 != expect.params_blake3 {
+        return Some("parameters changed".into());
+    }
+    match (
+        blake3_file(&output.join(path)),
+        &r.output_blake3,
+        r.output_size,
+    ) {
+        (Some((h, n)), Some(want), Some(size)) if h == *want && n == size => {}
+        (None, _, _) => return Some("output missing".into()),
+        _ => return Some("output changed since it was written".into()),
+    }
+    match (blake3_file(&input.join(path)), &r.source_blake3) {
+        (Some((h, _)), Some(want)) if h == *want => None,
+        _ => Some("source changed".into()),
+    }
+}
