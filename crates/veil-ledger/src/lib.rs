@@ -13,7 +13,7 @@ mod release;
 
 pub use provenance::{
     read_provenance, write_provenance_sorted, LeakCheck, ModelRef, PerceptualHashes,
-    ProvenanceError, ProvenanceRecord, RunSummary, PROVENANCE_FILE, PROVENANCE_SCHEMA,
+    ProvenanceError, ProvenanceRecord, RunSummary, StageTimes, PROVENANCE_FILE, PROVENANCE_SCHEMA,
     RUN_SUMMARY_FILE,
 };
 pub use release::{

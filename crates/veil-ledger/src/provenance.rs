@@ -105,6 +105,48 @@ pub struct RunSummary {
     pub images_per_second: f64,
     pub models: Vec<ModelRef>,
     pub params_blake3: String,
+    /// Seconds spent in each step, summed over the images processed by all workers.
+    #[serde(default)]
+    pub stage_seconds: StageTimes,
+}
+
+/// Seconds spent per step of the per-image pipeline (summed when aggregated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimes {
+    /// Read, hash, container scan, decode, orientation.
+    pub decode: f64,
+    /// Face and person detection (ONNX Runtime, including pre- and post-processing).
+    pub detect: f64,
+    pub redact: f64,
+    pub encode: f64,
+    /// Decoding the encoded output and checking it (`validate_output`).
+    pub verify: f64,
+    /// PDQ and dHash of source and output.
+    pub phash: f64,
+    /// Atomic write and fsync.
+    pub write: f64,
+}
+
+impl StageTimes {
+    pub fn add(&mut self, o: &StageTimes) {
+        self.decode += o.decode;
+        self.detect += o.detect;
+        self.redact += o.redact;
+        self.encode += o.encode;
+        self.verify += o.verify;
+        self.phash += o.phash;
+        self.write += o.write;
+    }
+
+    pub fn total(&self) -> f64 {
+        self.decode
+            + self.detect
+            + self.redact
+            + self.encode
+            + self.verify
+            + self.phash
+            + self.write
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

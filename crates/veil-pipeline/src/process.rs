@@ -4,10 +4,11 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use image::{ImageFormat, RgbImage};
 use veil_core::{BBox, Detection, FailureStage, ImageStatus, ObjectClass, TOOL_VERSION};
-use veil_ledger::{ModelRef, PerceptualHashes, ProvenanceRecord, PROVENANCE_SCHEMA};
+use veil_ledger::{ModelRef, PerceptualHashes, ProvenanceRecord, StageTimes, PROVENANCE_SCHEMA};
 
 use crate::container::{self, ContainerFormat, MetadataKind};
 use crate::decode::{self, Working};
@@ -54,6 +55,15 @@ struct Partial {
     metadata_kept: Vec<String>,
     source_phash: Option<PerceptualHashes>,
     output_phash: Option<PerceptualHashes>,
+    times: StageTimes,
+}
+
+/// Seconds since `t`, and `t` moved to now.
+fn lap(t: &mut Instant) -> f64 {
+    let now = Instant::now();
+    let d = now.duration_since(*t).as_secs_f64();
+    *t = now;
+    d
 }
 
 /// PDQ (full size, as Meta's reference library computes it) and dHash of upright pixels.
@@ -93,6 +103,18 @@ pub fn process_image(
     settings: &ImageSettings,
     detector: &mut dyn Detector,
 ) -> ProvenanceRecord {
+    process_image_timed(input_root, output_root, rel, rel_str, settings, detector).0
+}
+
+/// [`process_image`], also returning the time spent in each step.
+pub fn process_image_timed(
+    input_root: &Path,
+    output_root: &Path,
+    rel: &Path,
+    rel_str: &str,
+    settings: &ImageSettings,
+    detector: &mut dyn Detector,
+) -> (ProvenanceRecord, StageTimes) {
     let mut p = Partial::default();
     let dest = output_root.join(rel);
     let result = run_steps(&input_root.join(rel), &dest, settings, detector, &mut p);
@@ -101,7 +123,8 @@ pub fn process_image(
         // so the output tree never holds a file this run did not verify.
         let _ = fs::remove_file(&dest);
     }
-    record(rel_str, settings, p, result)
+    let times = p.times;
+    (record(rel_str, settings, p, result), times)
 }
 
 /// The record of an image that failed before any work could be done on it.
@@ -179,6 +202,7 @@ fn run_steps(
     detector: &mut dyn Detector,
     p: &mut Partial,
 ) -> Result<(String, u64), Failure> {
+    let mut t = Instant::now();
     let bytes = fs::read(src).map_err(|e| fail(FailureStage::Read)(e.to_string()))?;
     p.source_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
     p.source_size = Some(bytes.len() as u64);
@@ -229,10 +253,13 @@ fn run_steps(
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
     let original_rgb = decoded.image.to_rgb();
+    p.times.decode += lap(&mut t);
     p.source_phash = Some(perceptual_hashes(&original_rgb));
+    p.times.phash += lap(&mut t);
     p.detections = detector
         .detect(&original_rgb)
         .map_err(fail(FailureStage::Detect))?;
+    p.times.detect += lap(&mut t);
     // Persons first, then faces on top, each with its class's parameters.
     let groups = class_groups(&p.detections);
     let mut image = decoded.image;
@@ -244,6 +271,7 @@ fn run_steps(
         }
         .map_err(|e| fail(FailureStage::Redact)(format!("{class} regions: {e}")))?;
     }
+    p.times.redact += lap(&mut t);
     let icc = decoded.icc_profile.as_deref();
     let out = encode::encode(
         &image,
@@ -254,10 +282,14 @@ fn run_steps(
     )
     .map_err(fail(FailureStage::Encode))?;
     drop(image);
+    p.times.encode += lap(&mut t);
     let written = validate_output(&out, format, &original_rgb, &groups, settings)
         .map_err(fail(FailureStage::Verify))?;
+    p.times.verify += lap(&mut t);
     p.output_phash = Some(perceptual_hashes(&written));
+    p.times.phash += lap(&mut t);
     write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
+    p.times.write += lap(&mut t);
     Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
 }
 

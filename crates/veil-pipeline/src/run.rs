@@ -16,7 +16,7 @@ use veil_ledger::{ModelRef, ProvenanceRecord, RunSummary, PROVENANCE_FILE, RUN_S
 use crate::container;
 use crate::fusion;
 use crate::policy::Policy;
-use crate::process::{process_image, Detector, ImageSettings};
+use crate::process::{process_image_timed, Detector, ImageSettings};
 use crate::walk::{check_dirs, rel_string, walk};
 use crate::PipelineError;
 
@@ -346,6 +346,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .map_err(|e| PipelineError::io(&prov_path, e))?,
     );
     let pool_of_detectors = Mutex::new(detectors);
+    let stage_times = Mutex::new(veil_ledger::StageTimes::default());
     let pool = pool_for(jobs)?;
 
     progress.event(ProgressEvent::Started {
@@ -363,16 +364,25 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .pop();
-                let record = match det.as_mut() {
-                    Some(d) => process_image(&cfg.input, &cfg.output, rel, &rel_str, &settings, d),
+                let (record, times) = match det.as_mut() {
+                    Some(d) => {
+                        process_image_timed(&cfg.input, &cfg.output, rel, &rel_str, &settings, d)
+                    }
                     // One detector per worker: never empty; fail closed if it ever is.
-                    None => crate::process::failed_record(
-                        &rel_str,
-                        &settings,
-                        veil_core::FailureStage::Detect,
-                        "internal: no free detector",
+                    None => (
+                        crate::process::failed_record(
+                            &rel_str,
+                            &settings,
+                            veil_core::FailureStage::Detect,
+                            "internal: no free detector",
+                        ),
+                        veil_ledger::StageTimes::default(),
                     ),
                 };
+                stage_times
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&times);
                 if let Some(d) = det {
                     pool_of_detectors
                         .lock()
@@ -441,6 +451,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         },
         models,
         params_blake3,
+        stage_seconds: stage_times.into_inner().unwrap_or_else(|e| e.into_inner()),
     };
     let summary_path = cfg.output.join(
         cfg.shard

@@ -405,6 +405,14 @@ fn redact(a: RedactArgs) -> Result<i32> {
         "veil: {} images: {} redacted, {} without detections, {} failed; {} regions obfuscated; {:.1} s ({:.1} images/s) on {} with {} workers",
         s.images, s.redacted, s.no_detections, s.failed, s.detections, s.seconds, s.images_per_second, s.device, s.workers
     );
+    let st = &s.stage_seconds;
+    if st.total() > 0.0 {
+        let pct = |x: f64| 100.0 * x / st.total();
+        eprintln!(
+            "veil: time per step (all workers): decode {:.0}%, detect {:.0}%, redact {:.0}%, encode {:.0}%, verify {:.0}%, hashes {:.0}%, write {:.0}%",
+            pct(st.decode), pct(st.detect), pct(st.redact), pct(st.encode), pct(st.verify), pct(st.phash), pct(st.write)
+        );
+    }
     if !s.other_files.is_empty() {
         eprintln!(
             "veil: {} files are not images and were not copied (see {}):",

@@ -119,7 +119,10 @@ fn killed_runs_resume_to_the_same_outputs_and_records() {
         .and_then(|s| s.split(' ').next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no resume notice: {err}"));
-    assert!(kept >= 160, "the work of the killed runs was not kept: {err}");
+    assert!(
+        kept >= 160,
+        "the work of the killed runs was not kept: {err}"
+    );
     let got = tree(&out);
     assert_eq!(
         got.iter().map(|(p, _)| p).collect::<Vec<_>>(),
