@@ -470,7 +470,7 @@ fn scan_jpeg(b: &[u8], acc: &mut Acc) {
 /// Skips entropy-coded data starting at `pos`. Returns the position of the
 /// 0xFF that introduces the next (non-RST) marker, or `None` if the data
 /// ends first.
-fn skip_entropy(b: &[u8], mut pos: usize) -> Option<usize> {
+pub(crate) fn skip_entropy(b: &[u8], mut pos: usize) -> Option<usize> {
     // Each iteration advances `pos` by at least two bytes.
     loop {
         let rel = b.get(pos..)?.iter().position(|&x| x == 0xFF)?;

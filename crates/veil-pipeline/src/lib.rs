@@ -13,6 +13,7 @@ pub mod process;
 pub mod resume;
 mod run;
 pub mod shard;
+pub mod strip;
 pub mod walk;
 
 use std::path::{Path, PathBuf};

@@ -31,6 +31,9 @@ pub struct ImageSettings {
     pub models: Vec<ModelRef>,
     pub params: serde_json::Value,
     pub params_blake3: String,
+    /// JPEGs in which nothing was detected are written by dropping their metadata segments
+    /// (pixels bit-exact, see [`crate::strip`]) instead of being re-encoded.
+    pub lossless_strip: bool,
 }
 
 struct Failure {
@@ -92,6 +95,19 @@ pub fn photo_hashes(path: &Path, max_pixels: u64) -> Result<(String, PerceptualH
         blake3::hash(&bytes).to_hex().to_string(),
         perceptual_hashes(&decoded.image.to_rgb()),
     ))
+}
+
+/// The JPEG with its metadata segments dropped, when that output is complete, carries no
+/// metadata but an ICC profile, and decodes to exactly `pixels`; otherwise `None` (re-encode).
+fn lossless_copy(bytes: &[u8], pixels: &RgbImage, max_pixels: u64) -> Option<Vec<u8>> {
+    let out = crate::strip::strip_jpeg(bytes)?;
+    let info = container::scan(&out);
+    let clean =
+        info.complete && !info.animated && info.metadata.iter().all(|k| *k == MetadataKind::Icc);
+    let same = clean
+        && decode::decode(&out, ImageFormat::Jpeg, max_pixels)
+            .is_ok_and(|d| d.orientation == 1 && d.image.to_rgb() == *pixels);
+    same.then_some(out)
 }
 
 /// Processes `input_root/rel` into `output_root/rel`.
@@ -248,7 +264,6 @@ fn run_steps(
     }
     let decoded =
         decode::decode(&bytes, format, settings.max_pixels).map_err(fail(FailureStage::Decode))?;
-    drop(bytes);
     let (w, h) = decoded.image.dimensions();
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
@@ -260,6 +275,20 @@ fn run_steps(
         .detect(&original_rgb)
         .map_err(fail(FailureStage::Detect))?;
     p.times.detect += lap(&mut t);
+    if p.detections.is_empty()
+        && settings.lossless_strip
+        && format == ImageFormat::Jpeg
+        && decoded.orientation == 1
+    {
+        if let Some(out) = lossless_copy(&bytes, &original_rgb, settings.max_pixels) {
+            p.times.encode += lap(&mut t);
+            p.output_phash = p.source_phash.clone();
+            write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
+            p.times.write += lap(&mut t);
+            return Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64));
+        }
+    }
+    drop(bytes);
     // Persons first, then faces on top, each with its class's parameters.
     let groups = class_groups(&p.detections);
     let mut image = decoded.image;
@@ -401,6 +430,7 @@ mod tests {
             models: vec![],
             params: serde_json::json!({}),
             params_blake3: String::new(),
+            lossless_strip: true,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub shard: Option<crate::shard::Shard>,
     /// Ignore the records already in the output and process every image again.
     pub fresh: bool,
+    /// Re-encode every JPEG, also those in which nothing was detected (default: those are
+    /// written losslessly without their metadata).
+    pub always_reencode: bool,
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
@@ -226,6 +229,7 @@ fn params_json(cfg: &RunConfig) -> serde_json::Value {
         "detect": { "faces": d.faces, "persons": d.persons },
         "max_pixels": cfg.max_pixels,
         "jpeg_quality": cfg.jpeg_quality,
+        "lossless_strip": !cfg.always_reencode,
     })
 }
 
@@ -277,6 +281,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         models: models.clone(),
         params,
         params_blake3: params_blake3.clone(),
+        lossless_strip: !cfg.always_reencode,
     };
 
     fs::create_dir_all(&cfg.output).map_err(|e| PipelineError::io(&cfg.output, e))?;

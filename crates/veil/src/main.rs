@@ -176,6 +176,10 @@ struct RedactArgs {
     /// keeps the images whose record, source, output, models and parameters are unchanged).
     #[arg(long)]
     fresh: bool,
+    /// Re-encode every JPEG. By default a JPEG in which nothing was detected (and that needs no
+    /// rotation) is written by dropping its metadata segments: its pixels stay bit-exact.
+    #[arg(long)]
+    always_reencode: bool,
     #[command(flatten)]
     det: DetectArgs,
     /// Faces: blur, pixelate or fill (default blur).
@@ -395,6 +399,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         jpeg_quality: a.jpeg_quality,
         copy_other: a.copy_other,
         fresh: a.fresh,
+        always_reencode: a.always_reencode,
     };
     let progress = progress::Progress::new(a.quiet);
     let result = veil_pipeline::run(&cfg, &progress);
