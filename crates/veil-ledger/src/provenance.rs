@@ -187,6 +187,44 @@ pub fn read_provenance(path: &Path) -> Result<Vec<ProvenanceRecord>, ProvenanceE
     Ok(out)
 }
 
+/// Sorts a records file by path in place, atomically (temporary file, fsync, rename). Holds the
+/// raw lines while sorting, not parsed records. Returns the number of records.
+pub fn sort_provenance_file(path: &Path) -> Result<usize, ProvenanceError> {
+    #[derive(Deserialize)]
+    struct PathOnly {
+        path: String,
+    }
+    let io = |e| ProvenanceError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let f = fs::File::open(path).map_err(io)?;
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let key: PathOnly = serde_json::from_str(&line).map_err(|e| ProvenanceError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        lines.push((key.path, line));
+    }
+    lines.sort();
+    let tmp = path.with_extension("jsonl.partial");
+    let mut w = std::io::BufWriter::new(fs::File::create(&tmp).map_err(io)?);
+    for (_, l) in &lines {
+        w.write_all(l.as_bytes()).map_err(io)?;
+        w.write_all(b"\n").map_err(io)?;
+    }
+    let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    Ok(lines.len())
+}
+
 /// Writes records sorted by path, atomically (temporary file, fsync, rename), so readers see the
 /// old file or the new one, never a mix.
 pub fn write_provenance_sorted(

@@ -58,17 +58,39 @@ pub struct RunConfig {
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
+/// Only the failed records are kept in memory; all of them are in the records file.
 #[derive(Debug)]
 pub struct RunReport {
     pub summary: RunSummary,
-    pub records: Vec<ProvenanceRecord>,
+    pub failed: Vec<ProvenanceRecord>,
 }
 
 impl RunReport {
     pub fn failed(&self) -> impl Iterator<Item = &ProvenanceRecord> {
-        self.records
-            .iter()
-            .filter(|r| r.status == ImageStatus::Failed)
+        self.failed.iter()
+    }
+}
+
+/// What the run keeps of each image once its record is on disk: memory stays flat however many
+/// images there are.
+#[derive(Debug, Default)]
+struct Tally {
+    images: u64,
+    redacted: u64,
+    no_detections: u64,
+    detections: u64,
+    failed: Vec<ProvenanceRecord>,
+}
+
+impl Tally {
+    fn add(&mut self, r: ProvenanceRecord) {
+        self.images += 1;
+        self.detections += r.detections.len() as u64;
+        match r.status {
+            ImageStatus::Redacted => self.redacted += 1,
+            ImageStatus::NoDetections => self.no_detections += 1,
+            ImageStatus::Failed => self.failed.push(r),
+        }
     }
 }
 
@@ -358,7 +380,8 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         total: listing.images.len() as u64,
     });
     let t0 = Instant::now();
-    let records: Vec<ProvenanceRecord> = pool.install(|| {
+    let tally = Mutex::new(Tally::default());
+    pool.install(|| {
         listing
             .images
             .par_iter()
@@ -405,9 +428,9 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                     detections: record.detections.len(),
                     error: record.error.clone(),
                 });
-                record
+                tally.lock().unwrap_or_else(|e| e.into_inner()).add(record);
             })
-            .collect()
+            .for_each(drop)
     });
     let seconds = t0.elapsed().as_secs_f64();
     drop(prov);
@@ -421,13 +444,16 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         )
     };
     other_files.sort();
-    let processed = records.len();
-    let mut records = records;
-    records.extend(kept);
-    veil_ledger::write_provenance_sorted(&prov_path, &mut records)?;
+    let mut tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    let processed = tally.images;
+    for r in kept {
+        tally.add(r);
+    }
+    // Records were appended as images finished; the final file is sorted by path (streamed
+    // lines, not parsed records, are held while sorting).
+    veil_ledger::sort_provenance_file(&prov_path)?;
 
-    let count = |s: ImageStatus| records.iter().filter(|r| r.status == s).count() as u64;
-    let images = records.len() as u64;
+    tally.failed.sort_by(|a, b| a.path.cmp(&b.path));
     let summary = RunSummary {
         tool_version: TOOL_VERSION.to_string(),
         started_at,
@@ -436,11 +462,11 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         output: cfg.output.display().to_string(),
         device: device.to_string(),
         workers: jobs,
-        images,
-        redacted: count(ImageStatus::Redacted),
-        no_detections: count(ImageStatus::NoDetections),
-        failed: count(ImageStatus::Failed),
-        detections: records.iter().map(|r| r.detections.len() as u64).sum(),
+        images: tally.images,
+        redacted: tally.redacted,
+        no_detections: tally.no_detections,
+        failed: tally.failed.len() as u64,
+        detections: tally.detections,
         other_files,
         copied_files,
         skipped_links: listing
@@ -468,7 +494,10 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         path: summary_path,
         reason,
     })?;
-    Ok(RunReport { summary, records })
+    Ok(RunReport {
+        summary,
+        failed: tally.failed,
+    })
 }
 
 /// Containers that may hold photos or video frames and that `image` does not sniff: ISO BMFF
