@@ -149,7 +149,7 @@ mod tests {
         assert!(strip_jpeg(&src[..src.len() - 40]).is_none(), "truncated");
         assert!(strip_jpeg(b"\xff\xd8\xff\xd9").is_none(), "no frame");
         let mut weird = src.clone();
-        weird.splice(2..2, segment(0xF0, b"JPEG-XT?").into_iter());
+        weird.splice(2..2, segment(0xF0, b"JPEG-XT?"));
         assert!(strip_jpeg(&weird).is_none(), "unknown marker");
     }
 }
