@@ -37,6 +37,12 @@ pub enum LedgerError {
         found: u32,
         known: u32,
     },
+    #[error("{path}: the event log is broken at event {seq} ({what}); refusing to use this ledger. Run `veil ledger verify`, then restore it from a backup or its git export")]
+    Tampered {
+        path: PathBuf,
+        seq: i64,
+        what: String,
+    },
     #[error("{path}: no ledger here; create it with `veil ledger import` (or `veil ledger init`)")]
     Missing { path: PathBuf },
     #[error("unknown dataset {name:?} (known: {known})")]

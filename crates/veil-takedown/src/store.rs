@@ -181,9 +181,23 @@ fn photo_near(args: [ValueRef<'_>; 8]) -> Option<i64> {
 }
 
 impl Ledger {
-    /// Opens an existing ledger. The file is checked before anything is written to it: a file
-    /// that is not a veil ledger, or one written by a newer veil, is refused and left unchanged.
+    /// Opens an existing ledger for use. The file is checked before anything is written to it:
+    /// a file that is not a veil ledger, one written by a newer veil, or one whose event chain
+    /// does not verify (altered, deleted or truncated events) is refused and left unchanged.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let ledger = Ledger::open_unverified(path)?;
+        if let Some((seq, what)) = ledger.verify_chain()?.problem {
+            return Err(LedgerError::Tampered {
+                path: path.to_path_buf(),
+                seq,
+                what,
+            });
+        }
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger without checking its event chain (to verify or export it).
+    pub fn open_unverified(path: &Path) -> Result<Ledger, LedgerError> {
         if !path.exists() {
             return Err(LedgerError::Missing {
                 path: path.to_path_buf(),
@@ -501,7 +515,11 @@ mod tests {
             let c = Connection::open(&q).unwrap();
             c.execute_batch(sql).unwrap();
             drop(c);
-            let r = Ledger::open(&q).unwrap().verify_chain().unwrap();
+            assert!(matches!(
+                Ledger::open(&q),
+                Err(LedgerError::Tampered { .. })
+            ));
+            let r = Ledger::open_unverified(&q).unwrap().verify_chain().unwrap();
             (t2, r.problem)
         };
         let (_t, p3) = edit("UPDATE events SET payload = '{\"i\":9}' WHERE seq = 3");

@@ -246,7 +246,7 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
             }
         }
         LedgerCommand::Verify => {
-            let ledger = open_existing(&l.ledger)?;
+            let ledger = Ledger::open_unverified(&l.ledger)?;
             let r = ledger.verify_chain()?;
             if let Some((seq, what)) = r.problem {
                 eprintln!(
@@ -258,7 +258,7 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
             println!("{} events, chain intact, head {}", r.events, r.head);
         }
         LedgerCommand::Export { out } => {
-            let ledger = open_existing(&l.ledger)?;
+            let ledger = Ledger::open_unverified(&l.ledger)?;
             let mut text = String::new();
             for e in ledger.events()? {
                 text.push_str(&e.export_line());
