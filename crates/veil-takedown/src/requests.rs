@@ -1526,6 +1526,42 @@ mod tests {
     }
 
     #[test]
+    fn purge_touches_only_the_withdrawn_file_inside_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(tree.join("a")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(tree.join("a/x.jpg"), b"withdrawn").unwrap();
+        std::fs::write(tree.join("a/y.jpg"), b"someone else").unwrap();
+        std::fs::write(outside.join("z.jpg"), b"withdrawn").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
+        let tomb = |path: &str| TombstoneRow {
+            dataset: "d".into(),
+            version: "1".into(),
+            new_version: Some("2".into()),
+            path: path.into(),
+            size: 9,
+            blake3: blake3::hash(b"withdrawn").to_hex().to_string(),
+            source_blake3: None,
+        };
+        for (path, why) in [
+            ("../outside/z.jpg", "unsafe path"),
+            ("/etc/passwd", "unsafe path"),
+            ("link/z.jpg", "a link is on the path"),
+            ("a/y.jpg", "content differs"),
+            ("a/none.jpg", "absent"),
+        ] {
+            let err = purge_one(&tree, &tomb(path)).unwrap_err();
+            assert!(err.contains(why), "{path}: {err}");
+        }
+        assert!(outside.join("z.jpg").exists());
+        assert!(tree.join("a/y.jpg").exists());
+        purge_one(&tree, &tomb("a/x.jpg")).unwrap();
+        assert!(!tree.join("a/x.jpg").exists());
+    }
+
+    #[test]
     fn slugs_are_file_name_safe() {
         assert_eq!(slug("ACME Labs / Research"), "acme-labs---research");
         assert_eq!(slug("../../etc"), "etc");
