@@ -892,22 +892,7 @@ impl Ledger {
 
     /// Tombstones of a request.
     pub fn tombstones(&self, id: &str) -> Result<Vec<TombstoneRow>, LedgerError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT dataset, version, new_version, path, size, blake3, source_blake3
-             FROM tombstones WHERE request = ?1 ORDER BY dataset, path",
-        )?;
-        let rows = stmt.query_map([id], |r| {
-            Ok(TombstoneRow {
-                dataset: r.get(0)?,
-                version: r.get(1)?,
-                new_version: r.get(2)?,
-                path: r.get(3)?,
-                size: r.get(4)?,
-                blake3: r.get(5)?,
-                source_blake3: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        tombstones_in(&self.conn, id)
     }
 
     /// Deletes the withdrawn files of an applied request from an output tree: only regular files
@@ -1347,12 +1332,12 @@ fn apply_whole(
         whole_dataset: true,
         new_release: None,
         withdrawn_releases: releases.iter().map(|r| r.version.clone()).collect(),
-        tombstones: tombstones_in(w, &req.id)?,
+        tombstones: tombstones_in(&w.tx, &req.id)?,
     })
 }
 
-fn tombstones_in(w: &Writer<'_>, id: &str) -> Result<Vec<TombstoneRow>, LedgerError> {
-    let mut stmt = w.tx.prepare(
+fn tombstones_in(conn: &rusqlite::Connection, id: &str) -> Result<Vec<TombstoneRow>, LedgerError> {
+    let mut stmt = conn.prepare(
         "SELECT dataset, version, new_version, path, size, blake3, source_blake3
          FROM tombstones WHERE request = ?1 ORDER BY dataset, path",
     )?;
@@ -1498,7 +1483,7 @@ fn apply_items(
         whole_dataset: false,
         new_release,
         withdrawn_releases: withdrawn,
-        tombstones: tombstones_in(w, id)?,
+        tombstones: tombstones_in(&w.tx, id)?,
     })
 }
 
