@@ -368,6 +368,9 @@ impl Ledger {
     /// Recomputes the chain: sequence numbers without gaps from 1, each hash, each link, and the
     /// head recorded in `meta`. Reports the first problem.
     pub fn verify_chain(&self) -> Result<ChainReport, LedgerError> {
+        // One read transaction: the events and the head come from the same snapshot even while
+        // another process appends (WAL readers see a consistent state).
+        let snapshot = self.conn.unchecked_transaction()?;
         let events = self.events()?;
         let mut prev = GENESIS.to_string();
         let mut problem = None;
@@ -424,6 +427,7 @@ impl Ledger {
                 ),
             ));
         }
+        snapshot.finish()?;
         Ok(ChainReport {
             events: events.len() as u64,
             head: prev,
