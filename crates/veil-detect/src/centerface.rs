@@ -104,6 +104,10 @@ pub struct CenterFace {
     session: Session,
     name: String,
     resizer: fir::Resizer,
+    /// Run options for large passes, made on first use.
+    shrink: Option<ort::session::RunOptions>,
+    /// Most same-size passes run at once.
+    batch: usize,
 }
 
 impl std::fmt::Debug for CenterFace {
@@ -120,23 +124,61 @@ impl CenterFace {
             session,
             name: name.into(),
             resizer: fir::Resizer::new(),
+            shrink: None,
+            batch: 1,
         }
     }
 
-    /// Runs the network on a prepared input tensor and decodes it (network-input pixels, no NMS).
+    /// Runs up to this many same-size passes of one image (the tiles of the fine pass) as one
+    /// batch. 1 (the default) is best on CPU; larger batches keep a GPU busy.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Runs the network on a prepared input tensor of batch 1 and decodes it (network-input
+    /// pixels, no NMS).
     pub fn run_tensor(
         &mut self,
         input: &Array4<f32>,
         threshold: f32,
     ) -> Result<Vec<(BBox, f32)>, DetectError> {
+        Ok(self
+            .run_batch(input, threshold)?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
+    /// Runs the network on an `[N,3,H,W]` tensor and decodes each of the N images.
+    pub fn run_batch(
+        &mut self,
+        input: &Array4<f32>,
+        threshold: f32,
+    ) -> Result<Vec<Vec<(BBox, f32)>>, DetectError> {
         let infer = |e: ort::Error| DetectError::Inference {
             reason: e.to_string(),
         };
+        let n = input.shape()[0];
         let tensor = TensorRef::from_array_view(input).map_err(infer)?;
-        let outputs = self
-            .session
-            .run(ort::inputs!["input.1" => tensor])
-            .map_err(infer)?;
+        // Per image of the batch: batches of tiles are an explicit request for more memory.
+        let pixels = input.shape()[2] * input.shape()[3];
+        let outputs = if pixels > crate::runtime::SHRINK_ABOVE_PIXELS {
+            // A large pass (the coarse pass of a big photo) grows the arena far above what
+            // tiles need; give that memory back as soon as the pass is done.
+            if self.shrink.is_none() {
+                self.shrink = Some(crate::runtime::shrink_options().map_err(infer)?);
+            }
+            let opts = self.shrink.as_ref().expect("set above");
+            let _one_at_a_time = crate::runtime::large_pass_gate();
+            self.session
+                .run_with_options(ort::inputs!["input.1" => tensor], opts)
+                .map_err(infer)?
+        } else {
+            self.session
+                .run(ort::inputs!["input.1" => tensor])
+                .map_err(infer)?
+        };
         let get = |name: &str| -> Result<(Vec<i64>, &[f32]), DetectError> {
             let v = outputs.get(name).ok_or_else(|| DetectError::Inference {
                 reason: format!("model has no output `{name}`"),
@@ -147,46 +189,139 @@ impl CenterFace {
         let (hs, heat) = get("537")?;
         let (_, scale) = get("538")?;
         let (_, offset) = get("539")?;
-        if hs.len() != 4 {
+        if hs.len() != 4 || hs[0] as usize != n {
             return Err(DetectError::Inference {
-                reason: format!("heatmap has shape {hs:?}"),
+                reason: format!("heatmap has shape {hs:?} for a batch of {n}"),
             });
         }
         let (h, w) = (hs[2] as usize, hs[3] as usize);
-        Ok(decode(heat, scale, offset, h, w, threshold))
+        let plane = h * w;
+        if heat.len() < n * plane || scale.len() < 2 * n * plane || offset.len() < 2 * n * plane {
+            return Err(DetectError::Inference {
+                reason: format!("outputs too short for a batch of {n} at {w}x{h}"),
+            });
+        }
+        Ok((0..n)
+            .map(|k| {
+                decode(
+                    &heat[k * plane..(k + 1) * plane],
+                    &scale[2 * k * plane..2 * (k + 1) * plane],
+                    &offset[2 * k * plane..2 * (k + 1) * plane],
+                    h,
+                    w,
+                    threshold,
+                )
+            })
+            .collect())
     }
 
     /// Detects faces in an upright RGB image following `policy`; boxes in image pixels.
+    /// Consecutive passes of the same network size run as batches of up to `batch`.
     pub fn detect(
         &mut self,
         img: &RgbImage,
         policy: &DetectPolicy,
     ) -> Result<Vec<Detection>, DetectError> {
+        let passes = plan_passes(img.width(), img.height(), policy, SIZE_MULTIPLE);
         let mut all = Vec::new();
-        for pass in plan_passes(img.width(), img.height(), policy, SIZE_MULTIPLE) {
-            let input = preprocess(img, &pass, &mut self.resizer)?;
-            let found = self.run_tensor(&input, policy.threshold as f32)?;
-            let dets: Vec<Detection> = found
-                .into_iter()
-                .map(|(b, score)| Detection {
-                    bbox: pass
-                        .to_source(b)
-                        .clipped(img.width() as f32, img.height() as f32)
-                        .rounded(),
-                    score: (score * 10_000.0).round() / 10_000.0,
-                    class: ObjectClass::Face,
-                    model: self.name.clone(),
-                })
-                .collect();
-            all.extend(nms(dets, policy.nms_iou as f32));
+        for group in same_size_runs(&passes, self.batch) {
+            let found = if group.len() == 1 {
+                let input = preprocess(img, &group[0], &mut self.resizer)?;
+                vec![self.run_tensor(&input, policy.threshold as f32)?]
+            } else {
+                let input = preprocess_batch(img, group, &mut self.resizer)?;
+                self.run_batch(&input, policy.threshold as f32)?
+            };
+            for (pass, found) in group.iter().zip(found) {
+                let dets: Vec<Detection> = found
+                    .into_iter()
+                    .map(|(b, score)| Detection {
+                        bbox: pass
+                            .to_source(b)
+                            .clipped(img.width() as f32, img.height() as f32)
+                            .rounded(),
+                        score: (score * 10_000.0).round() / 10_000.0,
+                        class: ObjectClass::Face,
+                        model: self.name.clone(),
+                    })
+                    .collect();
+                all.extend(nms(dets, policy.nms_iou as f32));
+            }
         }
         Ok(nms(all, policy.nms_iou as f32))
     }
 }
 
+/// Splits passes into runs of consecutive passes with the same network size, each at most
+/// `batch` long (the fine pass's tiles share one size; the coarse pass stands alone).
+pub fn same_size_runs(passes: &[Pass], batch: usize) -> Vec<&[Pass]> {
+    let batch = batch.max(1);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=passes.len() {
+        let split = i == passes.len()
+            || i - start == batch
+            || (passes[i].net_w, passes[i].net_h) != (passes[start].net_w, passes[start].net_h);
+        if split {
+            runs.push(&passes[start..i]);
+            start = i;
+        }
+    }
+    runs
+}
+
+/// Fills an `[N,3,H,W]` tensor from N passes of the same network size.
+pub fn preprocess_batch(
+    img: &RgbImage,
+    passes: &[Pass],
+    resizer: &mut fir::Resizer,
+) -> Result<Array4<f32>, DetectError> {
+    let (nw, nh) = (passes[0].net_w as usize, passes[0].net_h as usize);
+    let mut batch = Array4::<f32>::zeros((passes.len(), 3, nh, nw));
+    for (k, pass) in passes.iter().enumerate() {
+        if (pass.net_w as usize, pass.net_h as usize) != (nw, nh) {
+            return Err(DetectError::Preprocess {
+                reason: format!(
+                    "batched passes differ in size: {}x{} and {nw}x{nh}",
+                    pass.net_w, pass.net_h
+                ),
+            });
+        }
+        let one = preprocess(img, pass, resizer)?;
+        batch
+            .slice_mut(ndarray::s![k..k + 1, .., .., ..])
+            .assign(&one);
+    }
+    Ok(batch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_size_runs_split_on_size_and_batch() {
+        let p = |w: u32| Pass {
+            x: 0.0,
+            y: 0.0,
+            w: w as f64,
+            h: 32.0,
+            net_w: w,
+            net_h: 32,
+        };
+        let passes = [p(64), p(32), p(32), p(32), p(32), p(32), p(64)];
+        let lens = |b| {
+            same_size_runs(&passes, b)
+                .iter()
+                .map(|r| r.len())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lens(1), vec![1; 7]);
+        assert_eq!(lens(2), vec![1, 2, 2, 1, 1]);
+        assert_eq!(lens(8), vec![1, 5, 1]);
+        assert_eq!(lens(0), vec![1; 7], "0 means 1");
+        assert!(same_size_runs(&[], 4).is_empty());
+    }
 
     /// A synthetic output with one peak: checks centre, size and offset conventions.
     #[test]

@@ -33,6 +33,9 @@ pub struct DetectorConfig {
     pub person_tiles: bool,
     pub policy: Policy,
     pub device: DeviceRequest,
+    /// Most same-size face passes of one image run as one batch (an execution setting like the
+    /// device: it is not part of the recorded parameters, since detections do not depend on it).
+    pub batch: usize,
 }
 
 /// Everything `veil redact` is asked to do.
@@ -220,7 +223,10 @@ pub fn load_detectors(
                 Family::Centerface => {
                     let mut scales = cfg.face_scales;
                     scales.threshold = cfg.policy.face.threshold;
-                    d.face = Some((CenterFace::new(session, spec.name.clone()), scales));
+                    d.face = Some((
+                        CenterFace::new(session, spec.name.clone()).with_batch(cfg.batch),
+                        scales,
+                    ));
                 }
                 Family::Yolox => {
                     let policy = PersonPolicy {

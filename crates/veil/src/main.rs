@@ -163,6 +163,10 @@ struct DetectArgs {
     /// Worker threads, each with its own single-threaded inference sessions (default: CPU cores).
     #[arg(long, short)]
     jobs: Option<usize>,
+    /// Run up to N same-size face passes of an image (the tiles of the fine pass) as one batch.
+    /// Meant for GPUs; 1 is fastest on CPU (benches/README). Detections do not depend on it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch: u16,
     /// Per-dataset policy file (TOML; see the README). Its blake3 goes into every record.
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -340,6 +344,7 @@ fn detector_config(
         person_tiles: d.person_tiles,
         policy,
         device,
+        batch: usize::from(d.batch),
     };
     Ok((cfg, policy_blake3, jobs))
 }
