@@ -108,6 +108,8 @@ pub struct CenterFace {
     shrink: Option<ort::session::RunOptions>,
     /// Most same-size passes run at once.
     batch: usize,
+    /// Shared session for large passes, if any.
+    large: Option<SharedSession>,
 }
 
 impl std::fmt::Debug for CenterFace {
@@ -126,6 +128,7 @@ impl CenterFace {
             resizer: fir::Resizer::new(),
             shrink: None,
             batch: 1,
+            large: None,
         }
     }
 
@@ -151,68 +154,46 @@ impl CenterFace {
     }
 
     /// Runs the network on an `[N,3,H,W]` tensor and decodes each of the N images.
+    ///
+    /// A large pass (over [`runtime::SHRINK_ABOVE_PIXELS`](crate::runtime::SHRINK_ABOVE_PIXELS)
+    /// per image: the coarse pass of a big photo, or a single-scale pass) runs one at a time in
+    /// the process, and the arena memory it grew is handed back when it ends. A very large one
+    /// (over [`runtime::SHARED_ABOVE_PIXELS`](crate::runtime::SHARED_ABOVE_PIXELS): a native
+    /// single-scale pass of a big photo) runs on the shared multi-threaded session when one was
+    /// given ([`CenterFace::with_large_pass_session`]). Every other pass runs on this worker's
+    /// own session.
     pub fn run_batch(
         &mut self,
         input: &Array4<f32>,
         threshold: f32,
     ) -> Result<Vec<Vec<(BBox, f32)>>, DetectError> {
-        let infer = |e: ort::Error| DetectError::Inference {
-            reason: e.to_string(),
-        };
-        let n = input.shape()[0];
-        let tensor = TensorRef::from_array_view(input).map_err(infer)?;
         // Per image of the batch: batches of tiles are an explicit request for more memory.
         let pixels = input.shape()[2] * input.shape()[3];
-        let outputs = if pixels > crate::runtime::SHRINK_ABOVE_PIXELS {
-            // A large pass (the coarse pass of a big photo) grows the arena far above what
-            // tiles need; give that memory back as soon as the pass is done.
-            if self.shrink.is_none() {
-                self.shrink = Some(crate::runtime::shrink_options().map_err(infer)?);
+        if pixels <= crate::runtime::SHRINK_ABOVE_PIXELS {
+            return run_and_decode(&mut self.session, None, input, threshold);
+        }
+        if self.shrink.is_none() {
+            self.shrink = Some(crate::runtime::shrink_options().map_err(inference)?);
+        }
+        let opts = self.shrink.as_ref();
+        match &self.large {
+            Some(shared) if pixels > crate::runtime::SHARED_ABOVE_PIXELS => {
+                let mut session = shared.lock().unwrap_or_else(|p| p.into_inner());
+                run_and_decode(&mut session, opts, input, threshold)
             }
-            let opts = self.shrink.as_ref().expect("set above");
-            let _one_at_a_time = crate::runtime::large_pass_gate();
-            self.session
-                .run_with_options(ort::inputs!["input.1" => tensor], opts)
-                .map_err(infer)?
-        } else {
-            self.session
-                .run(ort::inputs!["input.1" => tensor])
-                .map_err(infer)?
-        };
-        let get = |name: &str| -> Result<(Vec<i64>, &[f32]), DetectError> {
-            let v = outputs.get(name).ok_or_else(|| DetectError::Inference {
-                reason: format!("model has no output `{name}`"),
-            })?;
-            let (shape, data) = v.try_extract_tensor::<f32>().map_err(infer)?;
-            Ok((shape.to_vec(), data))
-        };
-        let (hs, heat) = get("537")?;
-        let (_, scale) = get("538")?;
-        let (_, offset) = get("539")?;
-        if hs.len() != 4 || hs[0] as usize != n {
-            return Err(DetectError::Inference {
-                reason: format!("heatmap has shape {hs:?} for a batch of {n}"),
-            });
+            _ => {
+                let _one_at_a_time = crate::runtime::large_pass_gate();
+                run_and_decode(&mut self.session, opts, input, threshold)
+            }
         }
-        let (h, w) = (hs[2] as usize, hs[3] as usize);
-        let plane = h * w;
-        if heat.len() < n * plane || scale.len() < 2 * n * plane || offset.len() < 2 * n * plane {
-            return Err(DetectError::Inference {
-                reason: format!("outputs too short for a batch of {n} at {w}x{h}"),
-            });
-        }
-        Ok((0..n)
-            .map(|k| {
-                decode(
-                    &heat[k * plane..(k + 1) * plane],
-                    &scale[2 * k * plane..2 * (k + 1) * plane],
-                    &offset[2 * k * plane..2 * (k + 1) * plane],
-                    h,
-                    w,
-                    threshold,
-                )
-            })
-            .collect())
+    }
+
+    /// Sends large passes to `session`, shared by every worker of the process behind a lock. Made
+    /// with as many intra-op threads as there are workers, it uses the whole machine for the one
+    /// large pass running while the other workers go on with tiles, decoding and encoding.
+    pub fn with_large_pass_session(mut self, session: SharedSession) -> Self {
+        self.large = Some(session);
+        self
     }
 
     /// Detects faces in an upright RGB image following `policy`; boxes in image pixels.
@@ -250,6 +231,65 @@ impl CenterFace {
         }
         Ok(nms(all, policy.nms_iou as f32))
     }
+}
+
+/// A session shared between workers (see [`CenterFace::with_large_pass_session`]).
+pub type SharedSession = std::sync::Arc<std::sync::Mutex<Session>>;
+
+fn inference(e: ort::Error) -> DetectError {
+    DetectError::Inference {
+        reason: e.to_string(),
+    }
+}
+
+/// Runs `session` on an `[N,3,H,W]` tensor and decodes each of the N images.
+fn run_and_decode(
+    session: &mut Session,
+    opts: Option<&ort::session::RunOptions>,
+    input: &Array4<f32>,
+    threshold: f32,
+) -> Result<Vec<Vec<(BBox, f32)>>, DetectError> {
+    let n = input.shape()[0];
+    let tensor = TensorRef::from_array_view(input).map_err(inference)?;
+    let outputs = match opts {
+        Some(o) => session.run_with_options(ort::inputs!["input.1" => tensor], o),
+        None => session.run(ort::inputs!["input.1" => tensor]),
+    }
+    .map_err(inference)?;
+    let get = |name: &str| -> Result<(Vec<i64>, &[f32]), DetectError> {
+        let v = outputs.get(name).ok_or_else(|| DetectError::Inference {
+            reason: format!("model has no output `{name}`"),
+        })?;
+        let (shape, data) = v.try_extract_tensor::<f32>().map_err(inference)?;
+        Ok((shape.to_vec(), data))
+    };
+    let (hs, heat) = get("537")?;
+    let (_, scale) = get("538")?;
+    let (_, offset) = get("539")?;
+    if hs.len() != 4 || hs[0] as usize != n {
+        return Err(DetectError::Inference {
+            reason: format!("heatmap has shape {hs:?} for a batch of {n}"),
+        });
+    }
+    let (h, w) = (hs[2] as usize, hs[3] as usize);
+    let plane = h * w;
+    if heat.len() < n * plane || scale.len() < 2 * n * plane || offset.len() < 2 * n * plane {
+        return Err(DetectError::Inference {
+            reason: format!("outputs too short for a batch of {n} at {w}x{h}"),
+        });
+    }
+    Ok((0..n)
+        .map(|k| {
+            decode(
+                &heat[k * plane..(k + 1) * plane],
+                &scale[2 * k * plane..2 * (k + 1) * plane],
+                &offset[2 * k * plane..2 * (k + 1) * plane],
+                h,
+                w,
+                threshold,
+            )
+        })
+        .collect())
 }
 
 /// Splits passes into runs of consecutive passes with the same network size, each at most

@@ -13,7 +13,9 @@ pub mod runtime;
 pub mod scales;
 pub mod yolox;
 
-pub use centerface::{decode as decode_centerface, hwc_to_nchw, same_size_runs, CenterFace};
+pub use centerface::{
+    decode as decode_centerface, hwc_to_nchw, same_size_runs, CenterFace, SharedSession,
+};
 pub use error::DetectError;
 pub use manifest::{Family, Manifest, ModelSpec};
 pub use runtime::{Device, DeviceRequest, RuntimeInfo};

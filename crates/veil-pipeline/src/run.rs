@@ -203,6 +203,7 @@ pub fn load_detectors(
         })
         .collect();
     let mut device_used = None;
+    let mut large_pass: Option<veil_detect::SharedSession> = None;
     let mut detectors = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         let mut d = Detectors {
@@ -223,10 +224,19 @@ pub fn load_detectors(
                 Family::Centerface => {
                     let mut scales = cfg.face_scales;
                     scales.threshold = cfg.policy.face.threshold;
-                    d.face = Some((
-                        CenterFace::new(session, spec.name.clone()).with_batch(cfg.batch),
-                        scales,
-                    ));
+                    // One extra session, shared by all workers and using as many threads as
+                    // there are workers, for the large passes that run one at a time.
+                    if large_pass.is_none() && n > 1 {
+                        let (shared, _) =
+                            runtime::create_session(env, info, bytes, device.into(), n, &notice)?;
+                        large_pass = Some(std::sync::Arc::new(std::sync::Mutex::new(shared)));
+                    }
+                    let mut model =
+                        CenterFace::new(session, spec.name.clone()).with_batch(cfg.batch);
+                    if let Some(shared) = &large_pass {
+                        model = model.with_large_pass_session(shared.clone());
+                    }
+                    d.face = Some((model, scales));
                 }
                 Family::Yolox => {
                     let policy = PersonPolicy {
