@@ -34,7 +34,7 @@ impl Default for DetectPolicy {
         Self {
             threshold: 0.4,
             nms_iou: 0.3,
-            coarse_max_side: 1600,
+            coarse_max_side: 1920,
             fine_scale: 2.0,
             fine_max_pixels: 16_000_000,
             tile: 1024,
@@ -175,7 +175,7 @@ mod tests {
     fn large_image_coarse_pass_is_downscaled_and_fine_pass_is_budgeted() {
         let policy = DetectPolicy::default();
         let p = plan_passes(4000, 3000, &policy, 32);
-        assert!(p[0].net_w <= 1600 && p[0].net_w >= 1568);
+        assert!(p[0].net_w <= 1920 && p[0].net_w >= 1888);
         let fine_pixels: f64 = p[1..].iter().map(|t| t.w * t.h).sum::<f64>();
         assert!(fine_pixels >= 4000.0 * 3000.0, "fine tiles cover the image");
         for t in &p[1..] {
