@@ -13,4 +13,16 @@ if [ -f ../shared/models/yolox_nano.onnx ]; then
   "$veil" models add --family yolox --name yolox-nano --file ../shared/models/yolox_nano.onnx
 fi
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The review page is tested in headless Chromium (crates/veil/tests/report.rs): install it where we
+# can (root with apt-get), and then require it, so CI cannot skip that test silently.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; } ||
+      echo "warning: could not install chromium; the review page test will be skipped" >&2
+  fi
+fi
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  export VEIL_REQUIRE_BROWSER=1
+fi
 cargo test --release --workspace -- --show-output

@@ -7,21 +7,22 @@
 //! (no timestamps; keys in a fixed order; floats rounded by the producer), so a release can be
 //! re-derived and compared. Timestamps live only in the run summary.
 
+pub mod fsutil;
 pub mod merkle;
 mod provenance;
 mod release;
 
 pub use provenance::{
     read_provenance, sort_provenance_file, write_provenance_sorted, LeakCheck, ModelRef,
-    PerceptualHashes, ProvenanceError, ProvenanceRecord, RunSummary, StageTimes, PROVENANCE_FILE,
-    PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
+    PerceptualHashes, ProvenanceError, ProvenanceRecord, Review, ReviewDecision, RunSummary,
+    StageTimes, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
 };
 pub use release::{
     build_release, check_absence, check_proof, cut_release_without, diff, leaf_hashes,
-    load_release, load_tombstones, manifest_line, prove, prove_absence, verify_archive,
-    verify_tree, AbsenceProof, Diff, InclusionProof, ManifestItem, ManifestModel, ProvenanceRef,
-    ReleaseError, ReleaseInfo, Tombstone, VerifyReport, LEAF_ENCODING, MANIFEST_FILE, RELEASE_FILE,
-    RELEASE_SCHEMA, SPLITS, WITHDRAWN_FILE,
+    load_release, load_tombstones, manifest_line, prove, prove_absence, safe_rel_path,
+    verify_archive, verify_tree, AbsenceProof, Diff, InclusionProof, ManifestItem, ManifestModel,
+    ProvenanceRef, ReleaseError, ReleaseInfo, Tombstone, VerifyReport, LEAF_ENCODING,
+    MANIFEST_FILE, RELEASE_FILE, RELEASE_SCHEMA, SPLITS, WITHDRAWN_FILE,
 };
 
 #[cfg(test)]

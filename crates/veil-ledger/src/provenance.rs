@@ -72,6 +72,44 @@ pub struct ProvenanceRecord {
     pub check: Option<LeakCheck>,
     pub error_stage: Option<FailureStage>,
     pub error: Option<String>,
+    /// A reviewer's decision on the output (`veil review import`), when one was recorded. It
+    /// applies to the output with `output_blake3` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+}
+
+/// A reviewer's decision on one output, made on the review page (`veil report`) and recorded by
+/// `veil review import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub decision: ReviewDecision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+    /// When the reviewer decided (as the page recorded it, RFC 3339).
+    pub decided_at: String,
+    /// When the decision was recorded in the provenance (RFC 3339, UTC).
+    pub imported_at: String,
+}
+
+/// What a reviewer decided about an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The output is correctly de-identified.
+    Fine,
+    /// The output needs a manual fix before it may be published.
+    NeedsFix,
+}
+
+impl ReviewDecision {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReviewDecision::Fine => "fine",
+            ReviewDecision::NeedsFix => "needs_fix",
+        }
+    }
 }
 
 /// The leakage re-check of one output: detectors run again on the written image; every detection
@@ -187,8 +225,9 @@ pub fn read_provenance(path: &Path) -> Result<Vec<ProvenanceRecord>, ProvenanceE
     Ok(out)
 }
 
-/// Sorts a records file by path in place, atomically (temporary file, fsync, rename). Holds the
-/// raw lines while sorting, not parsed records. Returns the number of records.
+/// Sorts a records file by path in place, atomically (a fresh temporary file, fsync, rename; see
+/// [`crate::fsutil::write_file_atomic`]: a link planted at the temporary name is not followed).
+/// Holds the raw lines while sorting, not parsed records. Returns the number of records.
 pub fn sort_provenance_file(path: &Path) -> Result<usize, ProvenanceError> {
     #[derive(Deserialize)]
     struct PathOnly {
@@ -214,14 +253,15 @@ pub fn sort_provenance_file(path: &Path) -> Result<usize, ProvenanceError> {
     }
     lines.sort();
     let tmp = path.with_extension("jsonl.partial");
-    let mut w = std::io::BufWriter::new(fs::File::create(&tmp).map_err(io)?);
-    for (_, l) in &lines {
-        w.write_all(l.as_bytes()).map_err(io)?;
-        w.write_all(b"\n").map_err(io)?;
-    }
-    let f = w.into_inner().map_err(|e| io(e.into_error()))?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
+    crate::fsutil::write_file_atomic(path, &tmp, |f| {
+        let mut w = std::io::BufWriter::new(f);
+        for (_, l) in &lines {
+            w.write_all(l.as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+    })
+    .map_err(io)?;
     Ok(lines.len())
 }
 
@@ -242,10 +282,7 @@ pub fn write_provenance_sorted(
         serde_json::to_writer(&mut buf, r).map_err(|e| io(e.into()))?;
         buf.push(b'\n');
     }
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&buf).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
+    crate::fsutil::write_file_atomic(path, &tmp, |f| f.write_all(&buf)).map_err(io)?;
     Ok(())
 }
 
@@ -284,6 +321,7 @@ mod tests {
             check: None,
             error_stage: None,
             error: None,
+            review: None,
         }
     }
 
@@ -301,6 +339,29 @@ mod tests {
         assert_eq!(back[0], rec("a/c.jpg"));
         let text = fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"box\":{\"x1\":1.0"), "{text}");
+    }
+
+    #[test]
+    fn a_review_is_optional_and_round_trips() {
+        let plain = serde_json::to_string(&rec("a.jpg")).unwrap();
+        assert!(!plain.contains("review"), "{plain}");
+        let mut r = rec("a.jpg");
+        r.review = Some(Review {
+            decision: ReviewDecision::NeedsFix,
+            note: Some("ear visible".into()),
+            reviewer: None,
+            decided_at: "2026-01-02T03:04:05Z".into(),
+            imported_at: "2026-01-03T00:00:00Z".into(),
+        });
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(
+            line.ends_with(r#""review":{"decision":"needs_fix","note":"ear visible","decided_at":"2026-01-02T03:04:05Z","imported_at":"2026-01-03T00:00:00Z"}}"#),
+            "{line}"
+        );
+        let back: ProvenanceRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, r);
+        let old: ProvenanceRecord = serde_json::from_str(&plain).unwrap();
+        assert_eq!(old.review, None);
     }
 
     #[test]

@@ -255,8 +255,14 @@ pub enum ReleaseError {
     },
     #[error("{path}:{line}: manifest not sorted by path (or duplicate path)")]
     Unsorted { path: PathBuf, line: usize },
-    #[error("Merkle root of the items is {actual}, release says {expected}")]
-    RootMismatch { expected: String, actual: String },
+    #[error("{path}: Merkle root of the items is {actual}, release says {expected}")]
+    RootMismatch {
+        /// The `release.json` holding the root (relative to the manifests root when the items
+        /// were given in memory).
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("{path:?} is not an item of {dataset}/{parent}; nothing to withdraw")]
     NotInParent {
         dataset: String,
@@ -327,8 +333,9 @@ fn check_name(what: &'static str, value: &str) -> Result<(), ReleaseError> {
 }
 
 /// True for a relative `/`-separated path of normal components (no `..`, `.`, empty component,
-/// backslash, NUL or leading `/`).
-fn safe_rel_path(p: &str) -> bool {
+/// backslash, NUL or leading `/`): a path that cannot leave the tree it is joined to. Every path
+/// read from a record or a manifest is checked with this before it is joined to a directory.
+pub fn safe_rel_path(p: &str) -> bool {
     !p.is_empty()
         && !p.contains('\\')
         && !p.contains('\0')
@@ -363,7 +370,7 @@ fn hash_file(path: &Path) -> io::Result<String> {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
     let io = io_err(path);
-    let mut f = fs::File::create(path).map_err(&io)?;
+    let mut f = crate::fsutil::create_fresh(path).map_err(&io)?;
     f.write_all(bytes).map_err(&io)?;
     f.sync_all().map_err(&io)
 }
@@ -605,6 +612,7 @@ fn write_release(root: &Path, new: NewRelease<'_>) -> Result<ReleaseInfo, Releas
             write_synced(&tmp.join(WITHDRAWN_FILE), w)?;
         }
         write_synced(&tmp.join(RELEASE_FILE), &info_json)?;
+        crate::fsutil::sync_dir(&tmp).map_err(io_err(&tmp))?;
         // Checked again just before the rename: rename(2) would replace an empty directory.
         if fs::symlink_metadata(&dest).is_ok() {
             return Err(ReleaseError::AlreadyExists { path: dest.clone() });
@@ -615,9 +623,7 @@ fn write_release(root: &Path, new: NewRelease<'_>) -> Result<ReleaseInfo, Releas
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if let Ok(d) = fs::File::open(&dataset_dir) {
-        let _ = d.sync_all();
-    }
+    crate::fsutil::sync_dir(&dataset_dir).map_err(io_err(&dataset_dir))?;
     Ok(info)
 }
 
@@ -815,6 +821,9 @@ fn read_release(root: &Path, dataset: &str, version: &str) -> Result<LoadedRelea
         };
         let item: ManifestItem =
             serde_json::from_slice(line).map_err(|e| parse_err(e.to_string()))?;
+        if !safe_rel_path(&item.path) {
+            return Err(ReleaseError::UnsafePath { path: item.path });
+        }
         if items.last().is_some_and(|prev| prev.path >= item.path) {
             return Err(ReleaseError::Unsorted {
                 path: man_path,
@@ -841,6 +850,7 @@ fn read_release(root: &Path, dataset: &str, version: &str) -> Result<LoadedRelea
     let root_hex = hex(&merkle::root(&leaves));
     if root_hex != info.merkle_root {
         return Err(ReleaseError::RootMismatch {
+            path: info_path,
             expected: info.merkle_root,
             actual: root_hex,
         });
@@ -1095,6 +1105,9 @@ fn checked_leaves(
     let root_hex = hex(&merkle::root(&leaves));
     if root_hex != info.merkle_root {
         return Err(ReleaseError::RootMismatch {
+            path: Path::new(&info.dataset)
+                .join(&info.version)
+                .join(RELEASE_FILE),
             expected: info.merkle_root.clone(),
             actual: root_hex,
         });
@@ -1252,6 +1265,7 @@ mod tests {
             check: None,
             error_stage: content.is_none().then_some(FailureStage::Decode),
             error: content.is_none().then(|| "bad".to_string()),
+            review: None,
         }
     }
 
@@ -1518,6 +1532,63 @@ mod tests {
         fs::write(&info_path, serde_json::to_vec(&info).unwrap()).unwrap();
         let err = load_release(root.path(), "faces", "1").unwrap_err();
         assert!(matches!(err, ReleaseError::RootMismatch { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", info_path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_consistent_release_listing_unsafe_paths_is_refused_at_load() {
+        let out = output_tree();
+        let root = tempfile::tempdir().unwrap();
+        build(out.path(), root.path(), "1").unwrap();
+        let (info, items) = load_release(root.path(), "faces", "1").unwrap();
+        for bad in [
+            "../x.jpg",
+            "/etc/passwd",
+            "train/../../y.jpg",
+            "a//b",
+            "./c",
+        ] {
+            // Everything recomputed, so only the path is wrong.
+            let mut forged = items.clone();
+            forged[0].path = bad.into();
+            forged.sort_by(|a, b| a.path.cmp(&b.path));
+            let manifest: String = forged.iter().map(|i| manifest_line(i) + "\n").collect();
+            let mut f = info.clone();
+            f.version = "2".into();
+            f.manifest_blake3 = b3(manifest.as_bytes());
+            f.merkle_root = hex(&merkle::root(&leaf_hashes(&forged)));
+            let dir = root.path().join("faces/2");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(MANIFEST_FILE), manifest).unwrap();
+            fs::write(dir.join(RELEASE_FILE), serde_json::to_vec(&f).unwrap()).unwrap();
+            let err = load_release(root.path(), "faces", "2").unwrap_err();
+            assert!(
+                matches!(&err, ReleaseError::UnsafePath { path } if path == bad),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn safe_rel_paths_are_plain_relative_paths() {
+        for p in [
+            "a.jpg",
+            "train/a.jpg",
+            "..x.png",
+            "sub/..dots...png",
+            "a b/c",
+        ] {
+            assert!(safe_rel_path(p), "{p}");
+        }
+        for p in [
+            "", "/a", "../a", "a/..", "a/../b", ".", "./a", "a/.", "a//b", "a/", "a\\b", "a\0b",
+        ] {
+            assert!(!safe_rel_path(p), "{p:?}");
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One image from bytes to a verified output file and its provenance record. Fail closed: any
 //! error returns a failed record and leaves no output file behind.
 
+use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{ErrorKind, Write};
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use image::{ImageFormat, RgbImage};
@@ -132,12 +133,22 @@ pub fn process_image_timed(
     detector: &mut dyn Detector,
 ) -> (ProvenanceRecord, StageTimes) {
     let mut p = Partial::default();
-    let dest = output_root.join(rel);
-    let result = run_steps(&input_root.join(rel), &dest, settings, detector, &mut p);
+    let result = run_steps(
+        &input_root.join(rel),
+        output_root,
+        rel,
+        settings,
+        detector,
+        &mut p,
+    );
     if result.is_err() {
         // Fail closed: whatever may exist under the output name from an earlier run is removed,
-        // so the output tree never holds a file this run did not verify.
-        let _ = fs::remove_file(&dest);
+        // so the output tree never holds a file this run did not verify. Only through real
+        // directories: with a link on the way the file is not in the output tree, and is left
+        // alone. A link at the output name itself is removed (that never touches its target).
+        if let (Ok(dir), Some(name)) = (output_dir(output_root, rel, false), rel.file_name()) {
+            let _ = fs::remove_file(dir.join(name));
+        }
     }
     let times = p.times;
     (record(rel_str, settings, p, result), times)
@@ -208,12 +219,14 @@ fn record(
         check: None,
         error_stage,
         error,
+        review: None,
     }
 }
 
 fn run_steps(
     src: &Path,
-    dest: &Path,
+    output_root: &Path,
+    rel: &Path,
     settings: &ImageSettings,
     detector: &mut dyn Detector,
     p: &mut Partial,
@@ -283,7 +296,7 @@ fn run_steps(
         if let Some(out) = lossless_copy(&bytes, &original_rgb, settings.max_pixels) {
             p.times.encode += lap(&mut t);
             p.output_phash = p.source_phash.clone();
-            write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
+            write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?;
             p.times.write += lap(&mut t);
             return Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64));
         }
@@ -317,7 +330,7 @@ fn run_steps(
     p.times.verify += lap(&mut t);
     p.output_phash = Some(perceptual_hashes(&written));
     p.times.phash += lap(&mut t);
-    write_atomic(dest, &out).map_err(fail(FailureStage::Write))?;
+    write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?;
     p.times.write += lap(&mut t);
     Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
 }
@@ -385,28 +398,64 @@ pub fn validate_output(
     Ok(rgb)
 }
 
-/// Writes via a temporary file in the destination directory, fsync, rename: a crash leaves
-/// either no file or the complete one under the final name.
-pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp: PathBuf = dir.join(format!(
-        ".{}{}",
-        dest.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        crate::resume::PARTIAL_SUFFIX
-    ));
-    let r = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, dest)
-    })();
-    r.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("{}: {e}", dest.display())
-    })
+/// The directory of `output_root/rel` (`rel` relative, plain components), with each missing
+/// directory between the two created when `create` is set. Every component on the way must be a
+/// real directory: a symbolic link (or a file) there is refused, never followed, so a link planted
+/// in the output tree cannot make veil write or remove anything outside it. (`output_root` itself
+/// is the user's choice and may be a link; it is created too when missing.)
+pub fn output_dir(output_root: &Path, rel: &Path, create: bool) -> Result<PathBuf, String> {
+    if create {
+        fs::create_dir_all(output_root).map_err(|e| format!("{}: {e}", output_root.display()))?;
+    }
+    let mut dir = output_root.to_path_buf();
+    for c in rel.parent().unwrap_or(Path::new("")).components() {
+        let Component::Normal(name) = c else {
+            return Err(format!("{}: not a plain relative path", rel.display()));
+        };
+        dir.push(name);
+        let mut meta = fs::symlink_metadata(&dir);
+        if create
+            && meta
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::NotFound)
+        {
+            // `mkdir` never follows a link; one made in between is caught by the check below.
+            match fs::create_dir(&dir) {
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                    return Err(format!("{}: {e}", dir.display()))
+                }
+                _ => meta = fs::symlink_metadata(&dir),
+            }
+        }
+        let meta = meta.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "{}: a symbolic link in the output tree (links there are not followed)",
+                dir.display()
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(format!("{}: not a directory", dir.display()));
+        }
+    }
+    Ok(dir)
+}
+
+/// Writes `output_root/rel` (see [`output_dir`]: only through real directories) via a fresh
+/// temporary file `.NAME.veil-partial` beside it, fsync, rename and a fsync of the directory (see
+/// [`veil_ledger::fsutil::write_file_atomic`]): a crash leaves either no file or the complete one
+/// under the final name, and a link at either name is replaced, never written through.
+pub fn write_output(output_root: &Path, rel: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = output_dir(output_root, rel, true)?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| format!("{}: no file name", rel.display()))?;
+    let dest = dir.join(name);
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(crate::resume::PARTIAL_SUFFIX);
+    veil_ledger::fsutil::write_file_atomic(&dest, &dir.join(tmp_name), |f| f.write_all(bytes))
+        .map_err(|e| format!("{}: {e}", dest.display()))
 }
 
 #[cfg(test)]
@@ -502,6 +551,64 @@ mod tests {
             !o.join("a.png").exists(),
             "a failed image must leave no output"
         );
+    }
+
+    #[test]
+    fn output_dirs_are_created_and_links_on_the_way_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let (out, victims) = (t.path().join("out"), t.path().join("victims"));
+        fs::create_dir_all(&out).unwrap();
+        fs::create_dir_all(&victims).unwrap();
+        assert_eq!(output_dir(&out, Path::new("a.png"), true).unwrap(), out);
+        assert_eq!(
+            output_dir(&out, Path::new("x/y/a.png"), true).unwrap(),
+            out.join("x/y")
+        );
+        assert!(out.join("x/y").is_dir());
+        std::os::unix::fs::symlink(&victims, out.join("sub")).unwrap();
+        fs::write(out.join("file"), b"f").unwrap();
+        for (rel, why) in [
+            ("sub/a.png", "symbolic link"),
+            ("sub/deeper/a.png", "symbolic link"),
+            ("file/a.png", "not a directory"),
+            ("../a.png", "not a plain relative path"),
+        ] {
+            let e = output_dir(&out, Path::new(rel), true).unwrap_err();
+            assert!(e.contains(why), "{rel}: {e}");
+        }
+        assert!(output_dir(&out, Path::new("new/a.png"), false).is_err());
+        assert!(!out.join("new").exists());
+        let e = write_output(&out, Path::new("sub/a.png"), b"x").unwrap_err();
+        assert!(e.contains("sub"), "{e}");
+        assert_eq!(fs::read_dir(&victims).unwrap().count(), 0);
+        write_output(&out, Path::new("x/y/a.png"), b"x").unwrap();
+        assert_eq!(fs::read(out.join("x/y/a.png")).unwrap(), b"x");
+        assert_eq!(fs::read_dir(out.join("x/y")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_image_removes_nothing_through_a_directory_link() {
+        let (t, i, o) = setup("a.png");
+        fs::create_dir_all(i.join("sub")).unwrap();
+        fs::rename(i.join("a.png"), i.join("sub/a.png")).unwrap();
+        let victims = t.path().join("victims");
+        fs::create_dir_all(&victims).unwrap();
+        fs::write(victims.join("a.png"), b"victim").unwrap();
+        fs::create_dir_all(&o).unwrap();
+        std::os::unix::fs::symlink(&victims, o.join("sub")).unwrap();
+        for det in [Err("boom".to_string()), Ok(vec![])] {
+            let rec = process_image(
+                &i,
+                &o,
+                Path::new("sub/a.png"),
+                "sub/a.png",
+                &settings(),
+                &mut Fixed(det),
+            );
+            assert_eq!(rec.status, ImageStatus::Failed);
+            assert_eq!(fs::read(victims.join("a.png")).unwrap(), b"victim");
+            assert_eq!(fs::read_dir(&victims).unwrap().count(), 1);
+        }
     }
 
     #[test]

@@ -76,8 +76,8 @@ fn read_lenient(path: &Path) -> (HashMap<String, ProvenanceRecord>, usize) {
     (map, bad)
 }
 
-/// Removes `.NAME.veil-partial` files left by a killed run anywhere under `output` (links are
-/// not followed).
+/// Removes `.NAME.veil-partial` files left by a killed run anywhere under `output`, and links
+/// planted at such names (the links themselves: links are never followed).
 fn remove_partials(output: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for e in walkdir::WalkDir::new(output)
@@ -86,7 +86,7 @@ fn remove_partials(output: &Path) -> Vec<PathBuf> {
         .flatten()
     {
         let name = e.file_name().to_string_lossy();
-        if e.file_type().is_file()
+        if (e.file_type().is_file() || e.file_type().is_symlink())
             && name.starts_with('.')
             && name.ends_with(PARTIAL_SUFFIX)
             && fs::remove_file(e.path()).is_ok()
@@ -175,5 +175,38 @@ fn why_redo(
     match (blake3_file(&input.join(path)), &r.source_blake3) {
         (Some((h, _)), Some(want)) if h == *want => None,
         _ => Some("source changed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn partial_files_and_links_at_partial_names_are_removed_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let (out, victims) = (t.path().join("out"), t.path().join("victims"));
+        fs::create_dir_all(out.join("a")).unwrap();
+        fs::create_dir_all(&victims).unwrap();
+        fs::write(victims.join("v"), b"victim").unwrap();
+        fs::write(out.join("a/.x.jpg.veil-partial"), b"half").unwrap();
+        symlink(victims.join("v"), out.join(".y.png.veil-partial")).unwrap();
+        symlink(&victims, out.join(".d.veil-partial")).unwrap();
+        symlink(&victims, out.join("linked")).unwrap();
+        fs::write(out.join("keep.jpg"), b"k").unwrap();
+        let mut removed = remove_partials(&out);
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                out.join(".d.veil-partial"),
+                out.join(".y.png.veil-partial"),
+                out.join("a/.x.jpg.veil-partial"),
+            ]
+        );
+        assert_eq!(fs::read(victims.join("v")).unwrap(), b"victim");
+        assert!(out.join("keep.jpg").is_file());
+        assert!(fs::symlink_metadata(out.join("linked")).is_ok());
     }
 }

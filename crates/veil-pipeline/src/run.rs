@@ -500,16 +500,17 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         params_blake3,
         stage_seconds: stage_times.into_inner().unwrap_or_else(|e| e.into_inner()),
     };
-    let summary_path = cfg.output.join(
-        cfg.shard
-            .map(|s| s.summary_file())
-            .unwrap_or(RUN_SUMMARY_FILE.into()),
-    );
+    let summary_name = cfg
+        .shard
+        .map(|s| s.summary_file())
+        .unwrap_or(RUN_SUMMARY_FILE.into());
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    crate::process::write_atomic(&summary_path, &json).map_err(|reason| PipelineError::Write {
-        path: summary_path,
-        reason,
-    })?;
+    crate::process::write_output(&cfg.output, Path::new(&summary_name), &json).map_err(
+        |reason| PipelineError::Write {
+            path: cfg.output.join(&summary_name),
+            reason,
+        },
+    )?;
     Ok(RunReport {
         summary,
         failed: tally.failed,
@@ -554,7 +555,7 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
             listed.push(format!("{s} (not copied: content looks like an image)"));
             continue;
         }
-        match crate::process::write_atomic(&output.join(rel), &bytes) {
+        match crate::process::write_output(output, rel, &bytes) {
             Ok(()) => copied.push(s),
             Err(e) => listed.push(format!("{s} (not copied: {e})")),
         }
@@ -691,7 +692,26 @@ fn check_one(
     rec: &ProvenanceRecord,
     d: &mut Detectors,
 ) -> Result<Vec<Detection>, String> {
-    let path = output.join(&rec.path);
+    // The record's path is data: it must stay inside the output tree, and is read only through
+    // real directories and as a regular file (no link is followed).
+    if !veil_ledger::safe_rel_path(&rec.path) {
+        return Err(
+            "unsafe path in the record (absolute, '..', '.' or empty component): not read".into(),
+        );
+    }
+    let rel = Path::new(&rec.path);
+    let path =
+        crate::process::output_dir(output, rel, false)?.join(rel.file_name().unwrap_or_default());
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(format!(
+                "{}: not a regular file (links are not followed)",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
     let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let format = match container::scan(&bytes).format {
         container::ContainerFormat::Jpeg => image::ImageFormat::Jpeg,

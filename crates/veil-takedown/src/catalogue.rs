@@ -74,6 +74,14 @@ pub(crate) fn insert_release(
     info: &ReleaseInfo,
     items: &[ManifestItem],
 ) -> Result<ImportOutcome, LedgerError> {
+    // `load_release` refuses these already; checked again so no caller can catalogue a path that
+    // a purge or a notice would join to a directory.
+    if let Some(item) = items.iter().find(|i| !veil_ledger::safe_rel_path(&i.path)) {
+        return Err(veil_ledger::ReleaseError::UnsafePath {
+            path: item.path.clone(),
+        }
+        .into());
+    }
     let existing: Option<String> =
         w.tx.query_row(
             "SELECT merkle_root FROM releases WHERE dataset = ?1 AND version = ?2",
@@ -508,4 +516,45 @@ fn insert_recipient(w: &Writer<'_>, r: &Recipient) -> Result<bool, LedgerError> 
         )?;
     }
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_with_unsafe_paths_are_never_catalogued() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open_or_create(&t.path().join("l.sqlite")).unwrap();
+        let item = |path: &str| -> ManifestItem {
+            serde_json::from_value(json!({
+                "path": path, "size": 1, "blake3": "00", "source_blake3": null,
+                "provenance": {"file": "provenance.jsonl", "params_blake3": "p"},
+                "models": [], "licence": null, "split": null
+            }))
+            .unwrap()
+        };
+        let info: ReleaseInfo = serde_json::from_value(json!({
+            "schema": 1, "dataset": "d", "version": "1", "parent": null,
+            "created_at": "2026-01-01T00:00:00Z", "items": 2, "bytes": 2, "tool_version": "0",
+            "policy_blake3": null, "params_blake3": ["p"], "merkle_root": "r",
+            "manifest_blake3": "m", "leaf_encoding": "x"
+        }))
+        .unwrap();
+        for bad in ["../x.jpg", "/etc/passwd", "a/../../b.jpg"] {
+            let items = [item("a.jpg"), item(bad)];
+            let err = l.write(|w| insert_release(w, &info, &items)).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    LedgerError::Release(veil_ledger::ReleaseError::UnsafePath { path }) if path == bad
+                ),
+                "{bad}: {err}"
+            );
+        }
+        assert!(l.releases("d").unwrap().is_empty());
+        l.write(|w| insert_release(w, &info, &[item("a.jpg"), item("b/c.jpg")]))
+            .unwrap();
+        assert_eq!(l.releases("d").unwrap().len(), 1);
+    }
 }

@@ -350,10 +350,7 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
         source: e,
     };
     let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    veil_ledger::fsutil::write_file_atomic(path, &tmp, |f| f.write_all(bytes)).map_err(io)
 }
 
 impl Ledger {
@@ -1263,13 +1260,7 @@ fn notice_text(
 }
 
 fn purge_one(dir: &Path, t: &TombstoneRow) -> Result<(), String> {
-    let safe = !t.path.is_empty()
-        && !t.path.contains('\\')
-        && !t.path.contains('\0')
-        && t.path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
-    if !safe {
+    if !veil_ledger::safe_rel_path(&t.path) {
         return Err("unsafe path (absolute or with ..): not touched".into());
     }
     let mut target = PathBuf::from(dir);

@@ -156,6 +156,85 @@ fn hamming(a: ValueRef<'_>, b: ValueRef<'_>) -> Option<i64> {
 /// quality is too low) and dHash. Returns `side * 1000 + distance` (side 0 PDQ of the source,
 /// 1 PDQ of the output, 2 dHash of the source, 3 dHash of the output; PDQ preferred, then the
 /// smaller distance) or NULL when nothing is within the thresholds.
+/// Creates a migrated ledger at `tmp` (a fresh file: whatever was at that name is removed, a link
+/// is not followed) and closes it, so that the file alone holds it.
+fn create_migrated(tmp: &Path) -> Result<(), LedgerError> {
+    remove_sqlite_files(tmp);
+    // An empty file is an empty SQLite database.
+    veil_ledger::fsutil::create_fresh(tmp).map_err(|e| LedgerError::Io {
+        path: tmp.to_path_buf(),
+        source: e,
+    })?;
+    let conn = Connection::open_with_flags(
+        tmp,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let mut ledger = Ledger::configure(conn, tmp)?;
+    ledger.migrate()?;
+    ledger.conn.close().map_err(|(_, e)| e)?;
+    // Closing the last connection checkpointed the WAL into the file and deleted it; a WAL left
+    // behind would not follow the file to its name.
+    let wal = sqlite_file(tmp, "-wal");
+    if std::fs::symlink_metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(LedgerError::Invalid(format!(
+            "{}: the new ledger's write-ahead log was not checkpointed",
+            wal.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `db` with `suffix` appended to its file name (`-wal`, `-shm`, `-journal`).
+fn sqlite_file(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Removes a database file and its journal, WAL and shared-memory files (entries, not what a link
+/// points to); missing ones are fine.
+fn remove_sqlite_files(db: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(sqlite_file(db, suffix));
+    }
+}
+
+/// Removes the files `DIR/PREFIX<pid>[-journal|-wal|-shm]` of ledger creations that were killed:
+/// those of this process id (a previous process with the same id), of a process that no longer
+/// runs (where `/proc` tells), and any older than ten minutes.
+fn remove_killed_creations(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let proc = Path::new("/proc/self").exists();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let tail = &rest[pid.len()..];
+        if pid.is_empty() || !["", "-journal", "-wal", "-shm"].contains(&tail) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        let gone = pid == std::process::id().to_string()
+            || (proc && !Path::new("/proc").join(&pid).exists());
+        if !meta.is_dir() && (old || gone) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn photo_near(args: [ValueRef<'_>; 8]) -> Option<i64> {
     use crate::{DHASH_MAX_DISTANCE, PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY};
     let [sp, sq, op, oq, sd, od, pdq, dhash] = args;
@@ -250,22 +329,46 @@ impl Ledger {
     }
 
     /// Opens the ledger, creating it (and its directory) when the file does not exist.
+    ///
+    /// A new ledger is created and migrated under a temporary name beside it
+    /// (`.NAME.partial-PID`), closed (SQLite checkpoints its WAL into the file and deletes it), and
+    /// only then linked to `NAME`, which fails rather than replace a ledger another process
+    /// created meanwhile (that one is opened instead); then the directory is fsynced. A kill at any
+    /// point leaves no ledger or a complete one, never a file that later commands refuse. The
+    /// temporary files of creations that were killed are removed by the next creation.
     pub fn open_or_create(path: &Path) -> Result<Ledger, LedgerError> {
         if path.exists() {
             return Ledger::open(path);
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io {
-                path: dir.to_path_buf(),
-                source: e,
-            })?;
-        }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        let mut ledger = Ledger::configure(conn, path)?;
-        ledger.migrate()?;
-        Ok(ledger)
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| LedgerError::Io { path: p, source: e }
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| LedgerError::Invalid(format!("{}: not a file name", path.display())))?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let prefix = format!(".{}.partial-", name.to_string_lossy());
+        remove_killed_creations(dir, &prefix);
+        let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+        let created = create_migrated(&tmp).and_then(|()| {
+            match std::fs::hard_link(&tmp, path) {
+                // Linked, or a ledger appeared meanwhile: ours is discarded, theirs is opened.
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                // A file system without hard links: a rename, unless a ledger appeared meanwhile.
+                Err(_) if path.exists() => Ok(()),
+                Err(_) => std::fs::rename(&tmp, path).map_err(io(path)),
+            }
+        });
+        remove_sqlite_files(&tmp);
+        created?;
+        veil_ledger::fsutil::sync_dir(dir).map_err(io(dir))?;
+        Ledger::open(path)
     }
 
     fn configure(conn: Connection, path: &Path) -> Result<Ledger, LedgerError> {
@@ -539,6 +642,47 @@ mod tests {
             "UPDATE events SET payload = '{{\"i\":7}}', hash = '{forged}' WHERE seq = 2"
         ));
         assert_eq!(p2.unwrap().0, 3);
+    }
+
+    #[test]
+    fn a_ledger_is_created_beside_its_name_and_leftovers_of_killed_creations_go() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("l.sqlite");
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"victim").unwrap();
+        // A link at this process's temporary name, and the files of a creation killed earlier
+        // (a process id no system has).
+        let own = t
+            .path()
+            .join(format!(".l.sqlite.partial-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &own).unwrap();
+        let dead = t.path().join(".l.sqlite.partial-999999999");
+        std::fs::write(&dead, b"").unwrap();
+        std::fs::write(sqlite_file(&dead, "-wal"), b"").unwrap();
+        let other = t.path().join(".l.sqlite.partial-x");
+        std::fs::write(&other, b"not ours").unwrap();
+        let l = Ledger::open_or_create(&p).unwrap();
+        assert_eq!(l.verify_chain().unwrap().problem, None);
+        drop(l);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim");
+        let mut left: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("partial"))
+            .collect();
+        left.sort();
+        if Path::new("/proc/self").exists() {
+            assert_eq!(left, [".l.sqlite.partial-x"]);
+        }
+        assert!(std::fs::symlink_metadata(&own).is_err());
+        // Opened as it is the next time, in WAL mode.
+        let l = Ledger::open_or_create(&p).unwrap();
+        let mode: String = l
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(l.events().unwrap().len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod exit;
 mod progress;
 mod release_cmd;
+mod report_cmd;
 mod takedown_cmd;
 
 use std::path::PathBuf;
@@ -63,6 +64,14 @@ enum Command {
     },
     /// Fetch the small sample dataset (photos shipped in scikit-image's wheel) into DIR.
     Sample { dir: PathBuf },
+    /// Write the review page of OUTPUT (OUTPUT/report/index.html): summary, histogram and
+    /// thumbnails of the outputs, most in need of review first (exit 1 when outputs are unreadable).
+    Report(report_cmd::ReportArgs),
+    /// Reviewer decisions exported by the review page.
+    Review {
+        #[command(subcommand)]
+        command: report_cmd::ReviewCommand,
+    },
     /// The takedown ledger: import releases, verify and export the event chain, deadline policies.
     Ledger {
         #[command(subcommand)]
@@ -241,6 +250,9 @@ struct RedactArgs {
     /// No progress output; only failures and the summary.
     #[arg(long, short)]
     quiet: bool,
+    /// After the run (and the re-check), write the review page OUTPUT/report/index.html.
+    #[arg(long)]
+    report: bool,
 }
 
 #[derive(Args)]
@@ -261,7 +273,11 @@ fn main() -> ExitCode {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("veil: error: {e:#}");
+            // Errors can quote file names and file contents: control characters are escaped.
+            eprintln!(
+                "veil: error: {}",
+                progress::escape_controls(&format!("{e:#}"))
+            );
             exit::USAGE_OR_SETUP
         }
     };
@@ -283,6 +299,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             command: WithdrawalsCommand::Export { out },
             ledger,
         } => takedown_cmd::withdrawals(out.as_deref(), &ledger),
+        Command::Report(args) => report_cmd::report(args),
+        Command::Review { command } => report_cmd::review(command),
         Command::Sample { dir } => {
             let manifest = Manifest::builtin()?;
             let paths = provision::ensure_samples(&manifest, &dir, &say)?;
@@ -388,6 +406,11 @@ fn redact(a: RedactArgs) -> Result<i32> {
             None => None,
         },
     };
+    if shard.is_some() && a.report {
+        anyhow::bail!(
+            "--report works on merged records: run `veil merge` and then `veil report OUTPUT`"
+        );
+    }
     if shard.is_some() && a.check {
         anyhow::bail!(
             "--check works on merged records: run `veil merge` and then `veil check OUTPUT`"
@@ -447,7 +470,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
             eprintln!(
                 "  {}: {}",
                 r.path.escape_debug(),
-                r.error.as_deref().unwrap_or("")
+                progress::escape_controls(r.error.as_deref().unwrap_or(""))
             );
         }
         code = exit::FAILURES;
@@ -464,6 +487,9 @@ fn redact(a: RedactArgs) -> Result<i32> {
         if print_check(&report) {
             code = exit::FAILURES;
         }
+    }
+    if a.report {
+        code = code.max(report_cmd::after_redact(&cfg.output, a.quiet));
     }
     Ok(code)
 }
@@ -491,7 +517,11 @@ fn print_check(r: &veil_pipeline::CheckReport) -> bool {
         );
     }
     for (path, why) in &r.unreadable {
-        eprintln!("  UNREADABLE {}: {}", path.escape_debug(), why);
+        eprintln!(
+            "  UNREADABLE {}: {}",
+            path.escape_debug(),
+            progress::escape_controls(why)
+        );
     }
     !r.leaks.is_empty() || !r.unreadable.is_empty()
 }

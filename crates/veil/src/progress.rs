@@ -55,11 +55,29 @@ impl Progress {
     }
 }
 
+/// `s` with its control characters escaped (`\n`, `\u{1b}`, ...) and nothing else changed:
+/// messages and failure reasons can quote file names (a write failure names the output path).
+pub(crate) fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 impl ProgressSink for Progress {
     fn event(&self, event: ProgressEvent) {
         match event {
-            ProgressEvent::Provision { message } => self.line(&format!("veil: {message}")),
-            ProgressEvent::Notice { message } => self.line(&format!("veil: warning: {message}")),
+            ProgressEvent::Provision { message } => {
+                self.line(&format!("veil: {}", escape_controls(&message)))
+            }
+            ProgressEvent::Notice { message } => {
+                self.line(&format!("veil: warning: {}", escape_controls(&message)))
+            }
             ProgressEvent::Started { total } => {
                 let mut p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
                 p.total = total;
@@ -88,7 +106,7 @@ impl ProgressSink for Progress {
                     self.line(&format!(
                         "veil: failed: {}: {}",
                         path.escape_debug(),
-                        error.unwrap_or_default()
+                        escape_controls(&error.unwrap_or_default())
                     ));
                 }
                 if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -114,5 +132,18 @@ impl ProgressSink for Progress {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn only_control_characters_are_escaped() {
+        assert_eq!(
+            escape_controls("a\nb\u{1b}[31m\r\t\u{7}\"q' <é> \\ ok"),
+            "a\\nb\\u{1b}[31m\\r\\t\\u{7}\"q' <é> \\ ok"
+        );
     }
 }

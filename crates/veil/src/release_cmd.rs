@@ -119,8 +119,10 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
             }
             for (p, want, got) in &r.changed {
                 println!(
-                    "CHANGED  {}: expected {want}, found {got}",
-                    p.escape_debug()
+                    "CHANGED  {}: expected {}, found {}",
+                    p.escape_debug(),
+                    want.escape_debug(),
+                    got.escape_debug()
                 );
             }
             for p in &r.extra {
@@ -217,11 +219,16 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
     }
 }
 
-/// True when `root_hash` is given and differs from the proof's root (and says so).
+/// True when `root_hash` is given and differs from the proof's root (and says so). A proof is a
+/// third party's file: its dataset, version and root are printed escaped.
 fn wrong_root(proof_root: &str, root_hash: Option<&str>) -> bool {
     match root_hash {
         Some(r) if r != proof_root => {
-            println!("INVALID: the proof is for root {proof_root}, not {r}");
+            println!(
+                "INVALID: the proof is for root {}, not {}",
+                proof_root.escape_debug(),
+                r.escape_debug()
+            );
             true
         }
         _ => false,
@@ -249,11 +256,18 @@ fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
     if veil_ledger::check_proof(&p) {
         println!(
             "valid: item {} of {} is in {}@{} (root {})",
-            p.index, p.size, p.dataset, p.version, p.merkle_root
+            p.index,
+            p.size,
+            p.dataset.escape_debug(),
+            p.version.escape_debug(),
+            p.merkle_root
         );
         Ok(exit::OK)
     } else {
-        println!("INVALID: the proof does not lead to root {}", p.merkle_root);
+        println!(
+            "INVALID: the proof does not lead to root {}",
+            p.merkle_root.escape_debug()
+        );
         Ok(exit::FAILURES)
     }
 }
@@ -266,7 +280,7 @@ fn check_absence(p: &veil_ledger::AbsenceProof, root_hash: Option<&str>) -> i32 
         println!(
             "INVALID: the proof does not show that {} is absent from root {}",
             p.path.escape_debug(),
-            p.merkle_root
+            p.merkle_root.escape_debug()
         );
         return exit::FAILURES;
     }
@@ -279,8 +293,8 @@ fn check_absence(p: &veil_ledger::AbsenceProof, root_hash: Option<&str>) -> i32 
     println!(
         "valid: {} is not in {}@{} ({} items, root {}): {place}",
         p.path.escape_debug(),
-        p.dataset,
-        p.version,
+        p.dataset.escape_debug(),
+        p.version.escape_debug(),
         p.size,
         p.merkle_root
     );

@@ -434,7 +434,7 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
                     c.path.escape_debug(),
                     c.how,
                     c.distance,
-                    c.blake3
+                    c.blake3.escape_debug()
                 );
             }
             eprintln!(
@@ -534,11 +534,11 @@ fn print_purge(id: &str, p: &veil_takedown::PurgeReport) {
         println!("deleted {}", d.escape_debug());
     }
     for (path, why) in &p.skipped {
-        println!("left {}: {why}", path.escape_debug());
+        println!("left {}: {}", path.escape_debug(), why.escape_debug());
     }
     println!(
         "{id}: purge of {}: {} deleted, {} left",
-        p.dir,
+        p.dir.escape_debug(),
         p.deleted.len(),
         p.skipped.len()
     );
