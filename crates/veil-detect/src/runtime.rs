@@ -197,8 +197,8 @@ pub const SHRINK_ABOVE_PIXELS: usize = 1_500_000;
 
 /// Network inputs larger than this (in pixels) run on the shared session with one thread per
 /// worker when there is one: a native 12 MP pass (`--scales single`) then uses every core while
-/// the other workers decode and encode. The default 1600 px coarse pass stays below it (the
-/// shared session's per-thread buffers cost ~140 MB more at 12 MP with two workers).
+/// the other workers decode and encode. The default 1920 px coarse pass (2.8 MP) stays below it:
+/// on the shared session it cost ~140 MB more at 12 MP with two workers.
 pub const SHARED_ABOVE_PIXELS: usize = 4_000_000;
 
 /// Serialises large passes across all sessions of the process: two workers running the coarse
@@ -241,13 +241,6 @@ pub fn create_session(
             // two workers peaked at 2.30 GB with it and 1.47 GB without (benches/README). The
             // arena stays on: without it every pass pays page faults (sys time 2 s -> 20 s).
             .with_memory_pattern(false)
-            .map_err(|e| sess_err(e.into()))?
-            // A multi-threaded session shares the cores with the workers' own sessions: its
-            // threads must sleep, not spin, between passes.
-            .with_config_entry(
-                "session.intra_op.allow_spinning",
-                if intra_threads > 1 { "0" } else { "1" },
-            )
             .map_err(|e| sess_err(e.into()))
     };
     let cuda_id = match request {
