@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 veil="${CARGO_TARGET_DIR:-target}/release/veil"
 cargo build --release -p veil
 "$veil" sample demo/input
-"$veil" redact demo/input demo/output "$@"
+"$veil" redact demo/input demo/output --report "$@"
 echo "de-identified copy: demo/output   provenance: demo/output/provenance.jsonl"
+echo "review page: demo/output/report/index.html (open it in a browser)"
