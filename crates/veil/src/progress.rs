@@ -9,6 +9,8 @@ use veil_core::{ImageStatus, ProgressEvent, ProgressSink};
 
 pub struct Progress {
     quiet: bool,
+    /// What is counted: `images`, or `thumbnails` for the review page.
+    unit: &'static str,
     bar: Mutex<Option<ProgressBar>>,
     plain: Mutex<PlainState>,
 }
@@ -21,10 +23,17 @@ struct PlainState {
 }
 
 impl Progress {
+    /// Counts in another unit than images (the per-second rate and the bar say so).
+    pub fn counting(mut self, unit: &'static str) -> Self {
+        self.unit = unit;
+        self
+    }
+
     pub fn new(quiet: bool) -> Self {
         let now = Instant::now();
         Self {
             quiet,
+            unit: "images",
             bar: Mutex::new(None),
             plain: Mutex::new(PlainState {
                 total: 0,
@@ -87,9 +96,10 @@ impl ProgressSink for Progress {
                     let b =
                         ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
                     b.set_style(
-                        ProgressStyle::with_template(
-                            "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
-                        )
+                        ProgressStyle::with_template(&format!(
+                            "{{bar:40}} {{pos}}/{{len}} {}  {{per_sec}}  ETA {{eta}}  {{msg}}",
+                            self.unit
+                        ))
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     b.enable_steady_tick(Duration::from_millis(200));
@@ -124,8 +134,10 @@ impl ProgressSink for Progress {
                     let rate = p.done as f64 / secs;
                     let eta = (p.total - p.done) as f64 / rate.max(1e-9);
                     let msg = format!(
-                        "veil: {}/{} images ({rate:.1} images/s, ETA {eta:.0} s)",
-                        p.done, p.total
+                        "veil: {}/{} {unit} ({rate:.1} {unit}/s, ETA {eta:.0} s)",
+                        p.done,
+                        p.total,
+                        unit = self.unit
                     );
                     drop(p);
                     self.line(&msg);

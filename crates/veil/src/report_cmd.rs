@@ -79,7 +79,7 @@ pub fn after_redact(output: &Path, quiet: bool) -> i32 {
 }
 
 fn write(output: &Path, opts: &ReportOptions, quiet: bool) -> Result<ReportSummary> {
-    let progress = progress::Progress::new(quiet);
+    let progress = progress::Progress::new(quiet).counting("thumbnails");
     let result = veil_report::write_report(output, opts, &progress);
     progress.finish();
     Ok(result?)
