@@ -280,9 +280,17 @@ fn run_steps(
     let (w, h) = decoded.image.dimensions();
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
+    // The source's hashes first, from the decoded image itself when it is RGB, so that PDQ's
+    // full-size planes are never alive together with the copy made for detection.
+    p.times.decode += lap(&mut t);
+    let source_phash = match &decoded.image {
+        Working::Rgb(i) => Some(perceptual_hashes(i)),
+        Working::Rgba(_) => None,
+    };
+    p.times.phash += lap(&mut t);
     let original_rgb = decoded.image.to_rgb();
     p.times.decode += lap(&mut t);
-    p.source_phash = Some(perceptual_hashes(&original_rgb));
+    p.source_phash = Some(source_phash.unwrap_or_else(|| perceptual_hashes(&original_rgb)));
     p.times.phash += lap(&mut t);
     p.detections = detector
         .detect(&original_rgb)
@@ -327,6 +335,7 @@ fn run_steps(
     p.times.encode += lap(&mut t);
     let written = validate_output(&out, format, &original_rgb, &groups, settings)
         .map_err(fail(FailureStage::Verify))?;
+    drop(original_rgb);
     p.times.verify += lap(&mut t);
     p.output_phash = Some(perceptual_hashes(&written));
     p.times.phash += lap(&mut t);
@@ -376,7 +385,7 @@ pub fn validate_output(
     if back.orientation != 1 {
         return Err("output carries an orientation".into());
     }
-    let rgb = back.image.to_rgb();
+    let rgb = back.image.into_rgb();
     for (i, (class, regions)) in groups.iter().enumerate() {
         let params = &settings.policy.class(*class).redact;
         // Areas a later group painted over (a blurred face inside a pixelated person) are
