@@ -469,19 +469,7 @@ fn record_and_manifest_paths_cannot_leave_their_tree() {
     let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
     assert_eq!(code, 0, "{err}");
     let root = t.path().join("manifests");
-    let build = |tree: &Path, version: &str| {
-        run(&[
-            &"release",
-            &"build",
-            &tree,
-            &"--dataset",
-            &"d",
-            &"--version",
-            &version,
-            &"--root",
-            &root,
-        ])
-    };
+    let build = |tree: &Path, version: &str| release_build(tree, "d", version, &root);
     let (code, _, err) = build(&out, "1");
     assert_eq!(code, 0, "{err}");
 
@@ -828,17 +816,7 @@ fn release_import_and_apply_killed_at_random_points_leave_old_or_new_state() {
             assert_eq!(code, 0, "kill {i}: release left incomplete: {stdout}{err}");
         }
         // Building again completes it (or finds it complete).
-        let (code, _, err) = run(&[
-            &"release",
-            &"build",
-            &out,
-            &"--dataset",
-            &"d",
-            &"--version",
-            &"1",
-            &"--root",
-            &root,
-        ]);
+        let (code, _, err) = release_build(&out, "d", "1", &root);
         assert!(
             code == 0 || err.contains("already exists"),
             "kill {i}: {err}"
@@ -1046,17 +1024,7 @@ fn hostile_names_and_notes_are_escaped_on_the_terminal_and_exact_in_json() {
 
     // The ledger: a requester name, a note and a recipient with control characters.
     let root = t.path().join("manifests");
-    let (code, _, err) = run(&[
-        &"release",
-        &"build",
-        &out,
-        &"--dataset",
-        &"d",
-        &"--version",
-        &"1",
-        &"--root",
-        &root,
-    ]);
+    let (code, _, err) = release_build(&out, "d", "1", &root);
     assert_eq!(code, 0, "{err}");
     let ledger = root.join("ledger.sqlite");
     assert_eq!(lv(&ledger, &[&"ledger", &"import", &"--root", &root]).0, 0);
@@ -1268,17 +1236,7 @@ fn altered_runtime_model_and_release_files_are_named_with_both_hashes() {
     // Releases.
     let out = t.path().join("ok");
     let root = t.path().join("manifests");
-    let (code, _, err) = run(&[
-        &"release",
-        &"build",
-        &out,
-        &"--dataset",
-        &"d",
-        &"--version",
-        &"1",
-        &"--root",
-        &root,
-    ]);
+    let (code, _, err) = release_build(&out, "d", "1", &root);
     assert_eq!(code, 0, "{err}");
     let verify = || {
         run(&[

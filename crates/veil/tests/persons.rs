@@ -5,26 +5,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-
-/// Imports the shared YOLOX-Nano file under its built-in name (idempotent), or None to skip.
-fn ensure_yolox() -> Option<PathBuf> {
-    let file = shared("models/yolox_nano.onnx")?;
-    let (code, _, err) = run(&[
-        &"models",
-        &"add",
-        &"--family",
-        &"yolox",
-        &"--name",
-        &"yolox-nano",
-        &"--file",
-        &file,
-    ]);
-    assert_eq!(code, 0, "{err}");
-    Some(file)
-}
 
 fn boxes(rec: &serde_json::Value, class: &str) -> Vec<[f64; 4]> {
     rec["detections"]

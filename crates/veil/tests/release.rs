@@ -27,17 +27,7 @@ fn release_builds_verifies_and_reports_corruption_by_name() {
     let t = tempfile::tempdir().unwrap();
     let out = redacted_sample(t.path());
     let root = t.path().join("manifests");
-    let (code, stdout, err) = run(&[
-        &"release",
-        &"build",
-        &out,
-        &"--dataset",
-        &"sample",
-        &"--version",
-        &"1",
-        &"--root",
-        &root,
-    ]);
+    let (code, stdout, err) = release_build(&out, "sample", "1", &root);
     assert_eq!(code, 0, "{err}");
     assert!(
         stdout.contains("5 items"),
@@ -50,17 +40,7 @@ fn release_builds_verifies_and_reports_corruption_by_name() {
         "perceptual hashes missing: {manifest}"
     );
     // Immutable: building the same version again is refused.
-    let (code, _, _) = run(&[
-        &"release",
-        &"build",
-        &out,
-        &"--dataset",
-        &"sample",
-        &"--version",
-        &"1",
-        &"--root",
-        &root,
-    ]);
+    let (code, _, _) = release_build(&out, "sample", "1", &root);
     assert_ne!(code, 0);
 
     let verify = |dir: &Path| {
@@ -132,21 +112,7 @@ fn inclusion_proofs_verify_and_fail_when_tampered_and_diff_counts_changes() {
     let t = tempfile::tempdir().unwrap();
     let out = redacted_sample(t.path());
     let root = t.path().join("manifests");
-    assert_eq!(
-        run(&[
-            &"release",
-            &"build",
-            &out,
-            &"--dataset",
-            &"s",
-            &"--version",
-            &"1",
-            &"--root",
-            &root
-        ])
-        .0,
-        0
-    );
+    assert_eq!(release_build(&out, "s", "1", &root).0, 0);
 
     let (code, proof, err) = run(&[
         &"release",
@@ -229,21 +195,7 @@ fn absence_proofs_verify_and_fail_when_tampered() {
     let t = tempfile::tempdir().unwrap();
     let out = redacted_sample(t.path());
     let root = t.path().join("manifests");
-    assert_eq!(
-        run(&[
-            &"release",
-            &"build",
-            &out,
-            &"--dataset",
-            &"s",
-            &"--version",
-            &"1",
-            &"--root",
-            &root
-        ])
-        .0,
-        0
-    );
+    assert_eq!(release_build(&out, "s", "1", &root).0, 0);
     let info: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(root.join("s/1/release.json")).unwrap()).unwrap();
     let root_hash = info["merkle_root"].as_str().unwrap().to_string();

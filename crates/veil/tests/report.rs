@@ -414,23 +414,6 @@ fn file_url(p: &Path) -> String {
     s
 }
 
-/// Imports the shared YOLOX-Nano file under its built-in name (idempotent), or None to skip.
-fn ensure_yolox() -> Option<PathBuf> {
-    let file = shared("models/yolox_nano.onnx")?;
-    let (code, _, err) = run(&[
-        &"models",
-        &"add",
-        &"--family",
-        &"yolox",
-        &"--name",
-        &"yolox-nano",
-        &"--file",
-        &file,
-    ]);
-    assert_eq!(code, 0, "{err}");
-    Some(file)
-}
-
 /// A few shared photos plus hostile file names and a corrupt file.
 fn make_input(dir: &Path) -> Option<()> {
     let faces = shared("images/faces")?;

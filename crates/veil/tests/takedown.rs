@@ -30,17 +30,7 @@ fn catalogue(t: &Path, input: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) 
     let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
     assert_eq!(code, 0, "{err}");
     let root = t.join("manifests");
-    let (code, _, err) = run(&[
-        &"release",
-        &"build",
-        &out,
-        &"--dataset",
-        &name,
-        &"--version",
-        &"1",
-        &"--root",
-        &root,
-    ]);
+    let (code, _, err) = release_build(&out, name, "1", &root);
     assert_eq!(code, 0, "{err}");
     let ledger = root.join("ledger.sqlite");
     let (code, stdout, err) = lv(&ledger, &[&"ledger", &"import", &"--root", &root]);

@@ -30,6 +30,43 @@ pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (i32, String, String) {
     )
 }
 
+/// `veil release build TREE --dataset DATASET --version VERSION --root ROOT`.
+pub fn release_build(
+    tree: &Path,
+    dataset: &str,
+    version: &str,
+    root: &Path,
+) -> (i32, String, String) {
+    run(&[
+        &"release",
+        &"build",
+        &tree,
+        &"--dataset",
+        &dataset,
+        &"--version",
+        &version,
+        &"--root",
+        &root,
+    ])
+}
+
+/// Imports the shared YOLOX-Nano file under its built-in name (idempotent), or None to skip.
+pub fn ensure_yolox() -> Option<PathBuf> {
+    let file = shared("models/yolox_nano.onnx")?;
+    let (code, _, err) = run(&[
+        &"models",
+        &"add",
+        &"--family",
+        &"yolox",
+        &"--name",
+        &"yolox-nano",
+        &"--file",
+        &file,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    Some(file)
+}
+
 /// `../shared` beside the project root, or None (with a plain SKIPPED line) when absent.
 pub fn shared(sub: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
