@@ -200,40 +200,138 @@ impl CenterFace {
     }
 
     /// Detects faces in an upright RGB image following `policy`; boxes in image pixels.
-    /// Consecutive passes of the same network size run as batches of up to `batch`.
+    /// Passes of the same network size (the tiles of the fine pass) run as batches of up to
+    /// `batch`.
     pub fn detect(
         &mut self,
         img: &RgbImage,
         policy: &DetectPolicy,
     ) -> Result<Vec<Detection>, DetectError> {
-        let passes = plan_passes(img.width(), img.height(), policy, SIZE_MULTIPLE);
-        let mut all = Vec::new();
-        for group in same_size_runs(&passes, self.batch) {
-            let found = if group.len() == 1 {
-                let input = preprocess(img, &group[0], &mut self.resizer)?;
-                vec![self.run_tensor(&input, policy.threshold as f32)?]
-            } else {
-                let input = preprocess_batch(img, group, &mut self.resizer)?;
-                self.run_batch(&input, policy.threshold as f32)?
-            };
-            for (pass, found) in group.iter().zip(found) {
-                let dets: Vec<Detection> = found
-                    .into_iter()
-                    .map(|(b, score)| Detection {
-                        bbox: pass
-                            .to_source(b)
-                            .clipped(img.width() as f32, img.height() as f32)
-                            .rounded(),
-                        score: (score * 10_000.0).round() / 10_000.0,
-                        class: ObjectClass::Face,
-                        model: self.name.clone(),
-                    })
-                    .collect();
-                all.extend(nms(dets, policy.nms_iou as f32));
+        self.detect_many(&[img], policy)
+            .pop()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Detects faces in several upright RGB images, one result per image in order. Passes of the
+    /// same network size, of one image (the tiles of the fine pass) or of several (photos of one
+    /// size, which is most of a typical dataset), run together as batches of up to `batch`.
+    ///
+    /// Passes are never padded, cropped or resized to share a batch: each image's detections are
+    /// those of [`CenterFace::detect`] on it alone (to float rounding), whatever else is in the
+    /// call, so the batch is an execution setting like the device and is not recorded. A batch
+    /// that fails fails only the images with a pass in it.
+    pub fn detect_many(
+        &mut self,
+        imgs: &[&RgbImage],
+        policy: &DetectPolicy,
+    ) -> Vec<Result<Vec<Detection>, DetectError>> {
+        let plans: Vec<Vec<Pass>> = imgs
+            .iter()
+            .map(|i| plan_passes(i.width(), i.height(), policy, SIZE_MULTIPLE))
+            .collect();
+        let mut per_pass: Vec<Vec<Vec<Detection>>> =
+            plans.iter().map(|p| vec![Vec::new(); p.len()]).collect();
+        let mut failed: Vec<Option<String>> = vec![None; imgs.len()];
+        for chunk in batches_by_size(&plans, self.batch) {
+            let chunk: Vec<(usize, usize)> = chunk
+                .into_iter()
+                .filter(|&(i, _)| failed[i].is_none())
+                .collect();
+            if chunk.is_empty() {
+                continue;
+            }
+            let members: Vec<(&RgbImage, &Pass)> = chunk
+                .iter()
+                .map(|&(i, k)| (imgs[i], &plans[i][k]))
+                .collect();
+            match self.run_passes(&members, policy.threshold as f32) {
+                Ok(found) => {
+                    for (&(i, k), found) in chunk.iter().zip(found) {
+                        per_pass[i][k] = self.to_detections(imgs[i], &plans[i][k], found, policy);
+                    }
+                }
+                Err(e) => {
+                    for &(i, _) in &chunk {
+                        failed[i] = Some(e.to_string());
+                    }
+                }
             }
         }
-        Ok(nms(all, policy.nms_iou as f32))
+        per_pass
+            .into_iter()
+            .zip(failed)
+            .map(|(passes, failed)| match failed {
+                Some(reason) => Err(DetectError::Inference { reason }),
+                // Pass order, as one image alone would give it (NMS keeps the first of ties).
+                None => Ok(nms(passes.concat(), policy.nms_iou as f32)),
+            })
+            .collect()
     }
+
+    /// Runs passes of one network size (of any images) and decodes each (network-input pixels).
+    fn run_passes(
+        &mut self,
+        members: &[(&RgbImage, &Pass)],
+        threshold: f32,
+    ) -> Result<Vec<Vec<(BBox, f32)>>, DetectError> {
+        if let [(img, pass)] = members {
+            let input = preprocess(img, pass, &mut self.resizer)?;
+            return Ok(vec![self.run_tensor(&input, threshold)?]);
+        }
+        let input = preprocess_members(members, &mut self.resizer)?;
+        self.run_batch(&input, threshold)
+    }
+
+    /// One pass's boxes in image pixels, after the pass's own NMS.
+    fn to_detections(
+        &self,
+        img: &RgbImage,
+        pass: &Pass,
+        found: Vec<(BBox, f32)>,
+        policy: &DetectPolicy,
+    ) -> Vec<Detection> {
+        let dets: Vec<Detection> = found
+            .into_iter()
+            .map(|(b, score)| Detection {
+                bbox: pass
+                    .to_source(b)
+                    .clipped(img.width() as f32, img.height() as f32)
+                    .rounded(),
+                score: (score * 10_000.0).round() / 10_000.0,
+                class: ObjectClass::Face,
+                model: self.name.clone(),
+            })
+            .collect();
+        nms(dets, policy.nms_iou as f32)
+    }
+}
+
+/// Groups the passes of several images, as `(image, pass)` indices, into batches of at most
+/// `batch` passes of one network size: sizes in order of first appearance, and within a size
+/// in image order, then pass order. With one image this is [`same_size_runs`] whenever equal
+/// sizes are consecutive (the fine pass's tiles are).
+pub fn batches_by_size(plans: &[Vec<Pass>], batch: usize) -> Vec<Vec<(usize, usize)>> {
+    // (network size, its passes as (image, pass)), sizes in order of first appearance.
+    type Members = Vec<(usize, usize)>;
+    let mut sizes: Vec<((u32, u32), Members)> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        for (k, pass) in plan.iter().enumerate() {
+            let key = (pass.net_w, pass.net_h);
+            match sizes.iter_mut().find(|(s, _)| *s == key) {
+                Some((_, members)) => members.push((i, k)),
+                None => sizes.push((key, vec![(i, k)])),
+            }
+        }
+    }
+    sizes
+        .into_iter()
+        .flat_map(|(_, members)| {
+            members
+                .chunks(batch.max(1))
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A session shared between workers (see [`CenterFace::with_large_pass_session`]).
@@ -313,15 +411,20 @@ pub fn same_size_runs(passes: &[Pass], batch: usize) -> Vec<&[Pass]> {
     runs
 }
 
-/// Fills an `[N,3,H,W]` tensor from N passes of the same network size.
-pub fn preprocess_batch(
-    img: &RgbImage,
-    passes: &[Pass],
+/// Fills an `[N,3,H,W]` tensor from N passes, each of its own image, all of the same network
+/// size (a pass of another size is an error, never resized to fit).
+pub fn preprocess_members(
+    members: &[(&RgbImage, &Pass)],
     resizer: &mut fir::Resizer,
 ) -> Result<Array4<f32>, DetectError> {
-    let (nw, nh) = (passes[0].net_w as usize, passes[0].net_h as usize);
-    let mut batch = Array4::<f32>::zeros((passes.len(), 3, nh, nw));
-    for (k, pass) in passes.iter().enumerate() {
+    let Some((_, first)) = members.first() else {
+        return Err(DetectError::Preprocess {
+            reason: "empty batch".into(),
+        });
+    };
+    let (nw, nh) = (first.net_w as usize, first.net_h as usize);
+    let mut batch = Array4::<f32>::zeros((members.len(), 3, nh, nw));
+    for (k, (img, pass)) in members.iter().enumerate() {
         if (pass.net_w as usize, pass.net_h as usize) != (nw, nh) {
             return Err(DetectError::Preprocess {
                 reason: format!(
@@ -364,6 +467,51 @@ mod tests {
         assert_eq!(lens(8), vec![1, 5, 1]);
         assert_eq!(lens(0), vec![1; 7], "0 means 1");
         assert!(same_size_runs(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn batches_by_size_groups_passes_of_several_images_by_size() {
+        let p = |w: u32| Pass {
+            x: 0.0,
+            y: 0.0,
+            w: w as f64,
+            h: 32.0,
+            net_w: w,
+            net_h: 32,
+        };
+        // Two photos of one size (coarse 64, three 32 tiles) and one of another (a lone 96).
+        let plans = vec![
+            vec![p(64), p(32), p(32), p(32)],
+            vec![p(96)],
+            vec![p(64), p(32), p(32), p(32)],
+        ];
+        let got = batches_by_size(&plans, 4);
+        assert_eq!(
+            got,
+            vec![
+                vec![(0, 0), (2, 0)],
+                vec![(0, 1), (0, 2), (0, 3), (2, 1)],
+                vec![(2, 2), (2, 3)],
+                vec![(1, 0)],
+            ]
+        );
+        // Every pass exactly once, at any batch size; one image alone matches same_size_runs.
+        for b in [0, 1, 2, 3, 8] {
+            let mut all: Vec<_> = batches_by_size(&plans, b).concat();
+            all.sort();
+            assert_eq!(all.len(), 9);
+            all.dedup();
+            assert_eq!(all.len(), 9);
+            let one: Vec<usize> = batches_by_size(&plans[..1], b)
+                .iter()
+                .map(|c| c.len())
+                .collect();
+            let runs: Vec<usize> = same_size_runs(&plans[0], b)
+                .iter()
+                .map(|r| r.len())
+                .collect();
+            assert_eq!(one, runs, "batch {b}");
+        }
     }
 
     /// A synthetic output with one peak: checks centre, size and offset conventions.

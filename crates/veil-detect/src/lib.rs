@@ -14,7 +14,8 @@ pub mod scales;
 pub mod yolox;
 
 pub use centerface::{
-    decode as decode_centerface, hwc_to_nchw, same_size_runs, CenterFace, SharedSession,
+    batches_by_size, decode as decode_centerface, hwc_to_nchw, same_size_runs, CenterFace,
+    SharedSession,
 };
 pub use error::DetectError;
 pub use manifest::{Family, Manifest, ModelSpec};

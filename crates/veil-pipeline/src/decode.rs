@@ -68,6 +68,17 @@ pub fn decode(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Deco
     }
 }
 
+/// Pixels of the image as its header gives them (no pixel is decoded; panics contained).
+pub fn header_pixels(bytes: &[u8], format: ImageFormat) -> Option<u64> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+        let (w, h) = reader.into_decoder().ok()?.dimensions();
+        Some(w as u64 * h as u64)
+    }))
+    .ok()
+    .flatten()
+}
+
 fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Decoded, String> {
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();

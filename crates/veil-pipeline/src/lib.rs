@@ -13,6 +13,7 @@ pub mod process;
 pub mod resume;
 mod run;
 pub mod shard;
+pub mod stages;
 pub mod strip;
 pub mod walk;
 

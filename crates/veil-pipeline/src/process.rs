@@ -12,13 +12,21 @@ use veil_core::{BBox, Detection, FailureStage, ImageStatus, ObjectClass, TOOL_VE
 use veil_ledger::{ModelRef, PerceptualHashes, ProvenanceRecord, StageTimes, PROVENANCE_SCHEMA};
 
 use crate::container::{self, ContainerFormat, MetadataKind};
-use crate::decode::{self, Working};
+use crate::decode::{self, Decoded, Working};
 use crate::encode;
 use crate::policy::Policy;
+use crate::stages::Permit;
 
 /// Anything that turns an upright RGB image into detections.
 pub trait Detector: Send {
     fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, String>;
+
+    /// Detections of several images at once, one result per image in order. A detector that
+    /// batches inference across images overrides this; detections must not depend on which
+    /// images share a call (the default runs them one by one).
+    fn detect_many(&mut self, imgs: &[&RgbImage]) -> Vec<Result<Vec<Detection>, String>> {
+        imgs.iter().map(|img| self.detect(img)).collect()
+    }
 }
 
 /// Settings shared by every image of a run.
@@ -123,7 +131,8 @@ pub fn process_image(
     process_image_timed(input_root, output_root, rel, rel_str, settings, detector).0
 }
 
-/// [`process_image`], also returning the time spent in each step.
+/// [`process_image`], also returning the time spent in each step: [`prepare`], the detector,
+/// then [`finish`], as the staged pipeline of a run does them on different threads.
 pub fn process_image_timed(
     input_root: &Path,
     output_root: &Path,
@@ -132,26 +141,163 @@ pub fn process_image_timed(
     settings: &ImageSettings,
     detector: &mut dyn Detector,
 ) -> (ProvenanceRecord, StageTimes) {
-    let mut p = Partial::default();
-    let result = run_steps(
-        &input_root.join(rel),
-        output_root,
-        rel,
-        settings,
-        detector,
-        &mut p,
-    );
+    match prepare(input_root, output_root, rel, rel_str, settings, None) {
+        Err(done) => *done,
+        Ok(item) => {
+            let t = Instant::now();
+            let found = detector.detect(item.rgb());
+            let seconds = t.elapsed().as_secs_f64();
+            finish(output_root, item, found, seconds, settings)
+        }
+    }
+}
+
+/// An image read, checked, decoded (upright) and hashed, waiting for its detections. It holds
+/// the source bytes and one copy of the pixels (two for a source with alpha: the RGBA pixels
+/// and the RGB view the detectors see).
+pub struct Prepared {
+    rel: PathBuf,
+    rel_str: String,
+    bytes: Vec<u8>,
+    format: ImageFormat,
+    decoded: Decoded,
+    /// The RGB view of an RGBA source (an RGB source is its own view).
+    rgb_of_rgba: Option<RgbImage>,
+    p: Partial,
+    /// The image's place in the run's in-flight budget, given back when it is dropped.
+    permit: Option<Permit>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("rel", &self.rel_str)
+            .field("dimensions", &self.p.dimensions)
+            .finish()
+    }
+}
+
+impl Prepared {
+    /// The upright RGB pixels the detectors run on.
+    pub fn rgb(&self) -> &RgbImage {
+        match (&self.decoded.image, &self.rgb_of_rgba) {
+            (Working::Rgb(i), _) => i,
+            (Working::Rgba(_), Some(rgb)) => rgb,
+            // `prepare` always makes the view of an RGBA source.
+            (Working::Rgba(_), None) => unreachable!("RGBA source without its RGB view"),
+        }
+    }
+
+    /// Pixels of the image (what it costs to hold, in units of a pixel's few bytes).
+    pub fn pixels(&self) -> u64 {
+        let (w, h) = self.decoded.image.dimensions();
+        w as u64 * h as u64
+    }
+
+    pub fn rel_str(&self) -> &str {
+        &self.rel_str
+    }
+}
+
+/// Concludes an image: on failure, whatever may exist under the output name from an earlier run
+/// is removed, so the output tree never holds a file this run did not verify. Only through real
+/// directories: with a link on the way the file is not in the output tree, and is left alone. A
+/// link at the output name itself is removed (that never touches its target).
+fn conclude(
+    output_root: &Path,
+    rel: &Path,
+    rel_str: &str,
+    settings: &ImageSettings,
+    p: Partial,
+    result: Result<(String, u64), Failure>,
+) -> (ProvenanceRecord, StageTimes) {
     if result.is_err() {
-        // Fail closed: whatever may exist under the output name from an earlier run is removed,
-        // so the output tree never holds a file this run did not verify. Only through real
-        // directories: with a link on the way the file is not in the output tree, and is left
-        // alone. A link at the output name itself is removed (that never touches its target).
         if let (Ok(dir), Some(name)) = (output_dir(output_root, rel, false), rel.file_name()) {
             let _ = fs::remove_file(dir.join(name));
         }
     }
     let times = p.times;
     (record(rel_str, settings, p, result), times)
+}
+
+/// Admits an image of so many pixels into a run's in-flight budget (waiting for room).
+pub type Admit<'a> = &'a dyn Fn(u64) -> Permit;
+
+/// The first step of an image: read, hash, scan the container, decode with the pixel cap and
+/// orientation applied, and the source's perceptual hashes. With `admit`, the image waits for
+/// room in the budget once its header is read, before its pixels are decoded. An image that
+/// fails here is concluded at once (its record, with no output left behind).
+pub fn prepare(
+    input_root: &Path,
+    output_root: &Path,
+    rel: &Path,
+    rel_str: &str,
+    settings: &ImageSettings,
+    admit: Option<Admit<'_>>,
+) -> Result<Prepared, Box<(ProvenanceRecord, StageTimes)>> {
+    let mut p = Partial::default();
+    let mut permit = None;
+    match prepare_steps(&input_root.join(rel), settings, admit, &mut permit, &mut p) {
+        Ok((bytes, format, decoded, rgb_of_rgba)) => Ok(Prepared {
+            permit,
+            rel: rel.to_path_buf(),
+            rel_str: rel_str.to_string(),
+            bytes,
+            format,
+            decoded,
+            rgb_of_rgba,
+            p,
+        }),
+        Err(f) => Err(Box::new(conclude(
+            output_root,
+            rel,
+            rel_str,
+            settings,
+            p,
+            Err(f),
+        ))),
+    }
+}
+
+/// The last step of an image, given what the detectors found (`detect_seconds` is its share of
+/// the detection time): redact, encode, validate, hash and write the output, or fail closed.
+pub fn finish(
+    output_root: &Path,
+    item: Prepared,
+    detections: Result<Vec<Detection>, String>,
+    detect_seconds: f64,
+    settings: &ImageSettings,
+) -> (ProvenanceRecord, StageTimes) {
+    let Prepared {
+        rel,
+        rel_str,
+        bytes,
+        format,
+        decoded,
+        rgb_of_rgba,
+        mut p,
+        permit,
+    } = item;
+    p.times.detect += detect_seconds;
+    let result = match detections {
+        Err(e) => Err(fail(FailureStage::Detect)(e)),
+        Ok(dets) => {
+            p.detections = dets;
+            finish_steps(
+                output_root,
+                &rel,
+                settings,
+                bytes,
+                format,
+                decoded,
+                rgb_of_rgba,
+                &mut p,
+            )
+        }
+    };
+    let done = conclude(output_root, &rel, &rel_str, settings, p, result);
+    drop(permit);
+    done
 }
 
 /// The record of an image that failed before any work could be done on it.
@@ -223,14 +369,15 @@ fn record(
     }
 }
 
-fn run_steps(
+type PreparedParts = (Vec<u8>, ImageFormat, Decoded, Option<RgbImage>);
+
+fn prepare_steps(
     src: &Path,
-    output_root: &Path,
-    rel: &Path,
     settings: &ImageSettings,
-    detector: &mut dyn Detector,
+    admit: Option<Admit<'_>>,
+    permit: &mut Option<Permit>,
     p: &mut Partial,
-) -> Result<(String, u64), Failure> {
+) -> Result<PreparedParts, Failure> {
     let mut t = Instant::now();
     let bytes = fs::read(src).map_err(|e| fail(FailureStage::Read)(e.to_string()))?;
     p.source_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
@@ -275,44 +422,79 @@ fn run_steps(
                 .into(),
         ));
     }
+    if let Some(admit) = admit {
+        // The header's size (a bad header fails in the decode just below).
+        let pixels = decode::header_pixels(&bytes, format).unwrap_or(1);
+        p.times.decode += lap(&mut t);
+        *permit = Some(admit(pixels.min(settings.max_pixels)));
+        t = Instant::now();
+    }
     let decoded =
         decode::decode(&bytes, format, settings.max_pixels).map_err(fail(FailureStage::Decode))?;
     let (w, h) = decoded.image.dimensions();
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
-    // The source's hashes first, from the decoded image itself when it is RGB, so that PDQ's
-    // full-size planes are never alive together with the copy made for detection.
     p.times.decode += lap(&mut t);
-    let source_phash = match &decoded.image {
-        Working::Rgb(i) => Some(perceptual_hashes(i)),
-        Working::Rgba(_) => None,
+    // The source's hashes first, so that PDQ's full-size planes are never alive together with
+    // the RGB view made of an RGBA source.
+    let rgb_of_rgba = match &decoded.image {
+        Working::Rgb(i) => {
+            p.source_phash = Some(perceptual_hashes(i));
+            p.times.phash += lap(&mut t);
+            None
+        }
+        Working::Rgba(_) => {
+            let rgb = decoded.image.to_rgb();
+            p.times.decode += lap(&mut t);
+            p.source_phash = Some(perceptual_hashes(&rgb));
+            p.times.phash += lap(&mut t);
+            Some(rgb)
+        }
     };
-    p.times.phash += lap(&mut t);
-    let original_rgb = decoded.image.to_rgb();
-    p.times.decode += lap(&mut t);
-    p.source_phash = Some(source_phash.unwrap_or_else(|| perceptual_hashes(&original_rgb)));
-    p.times.phash += lap(&mut t);
-    p.detections = detector
-        .detect(&original_rgb)
-        .map_err(fail(FailureStage::Detect))?;
-    p.times.detect += lap(&mut t);
+    Ok((bytes, format, decoded, rgb_of_rgba))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_steps(
+    output_root: &Path,
+    rel: &Path,
+    settings: &ImageSettings,
+    bytes: Vec<u8>,
+    format: ImageFormat,
+    decoded: Decoded,
+    rgb_of_rgba: Option<RgbImage>,
+    p: &mut Partial,
+) -> Result<(String, u64), Failure> {
+    let mut t = Instant::now();
     if p.detections.is_empty()
         && settings.lossless_strip
         && format == ImageFormat::Jpeg
         && decoded.orientation == 1
     {
-        if let Some(out) = lossless_copy(&bytes, &original_rgb, settings.max_pixels) {
-            p.times.encode += lap(&mut t);
-            p.output_phash = p.source_phash.clone();
-            write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?;
-            p.times.write += lap(&mut t);
-            return Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64));
+        if let Working::Rgb(original) = &decoded.image {
+            if let Some(out) = lossless_copy(&bytes, original, settings.max_pixels) {
+                p.times.encode += lap(&mut t);
+                p.output_phash = p.source_phash.clone();
+                write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?;
+                p.times.write += lap(&mut t);
+                return Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64));
+            }
         }
     }
     drop(bytes);
+    // The original pixels stay untouched for validation; the redaction works on a copy (of the
+    // RGB pixels, or on the RGBA pixels themselves when the RGB view is the original).
+    let (mut image, original_rgb) = match (decoded.image, rgb_of_rgba) {
+        (Working::Rgb(i), _) => (Working::Rgb(i.clone()), i),
+        (Working::Rgba(i), Some(rgb)) => (Working::Rgba(i), rgb),
+        (Working::Rgba(_), None) => {
+            return Err(fail(FailureStage::Redact)(
+                "internal: RGBA source without its RGB view".into(),
+            ))
+        }
+    };
     // Persons first, then faces on top, each with its class's parameters.
     let groups = class_groups(&p.detections);
-    let mut image = decoded.image;
     for (class, regions) in &groups {
         let params = &settings.policy.class(*class).redact;
         match &mut image {

@@ -1,5 +1,6 @@
 //! A whole `veil redact` run: walk, set up detectors (one single-threaded ONNX Runtime session
-//! per worker), process images in parallel with rayon, record, summarise.
+//! per worker on CPU, [`CUDA_SESSIONS`] on a GPU), process images through the staged pipeline
+//! of [`crate::stages`], record, summarise.
 
 use std::fs;
 use std::io::Write;
@@ -16,7 +17,7 @@ use veil_ledger::{ModelRef, ProvenanceRecord, RunSummary, PROVENANCE_FILE, RUN_S
 use crate::container;
 use crate::fusion;
 use crate::policy::Policy;
-use crate::process::{process_image_timed, Detector, ImageSettings};
+use crate::process::{Detector, ImageSettings};
 use crate::walk::{check_dirs, rel_string, walk};
 use crate::PipelineError;
 
@@ -133,6 +134,33 @@ impl Detector for Detectors {
             self.head_fallback && self.person.is_some(),
         ))
     }
+
+    /// Faces of all the images in one go (CenterFace batches same-size passes across them), then
+    /// persons image by image (a YOLOX export takes one image per run), fused per image.
+    fn detect_many(&mut self, imgs: &[&image::RgbImage]) -> Vec<Result<Vec<Detection>, String>> {
+        let mut all: Vec<Result<Vec<Detection>, String>> = match &mut self.face {
+            Some((m, p)) => m
+                .detect_many(imgs, p)
+                .into_iter()
+                .map(|r| r.map_err(|e| format!("face detector: {e}")))
+                .collect(),
+            None => vec![Ok(Vec::new()); imgs.len()],
+        };
+        if let Some((m, p)) = &mut self.person {
+            for (img, found) in imgs.iter().zip(all.iter_mut()) {
+                if let Ok(dets) = found {
+                    match m.detect(img, p) {
+                        Ok(persons) => dets.extend(persons),
+                        Err(e) => *found = Err(format!("person detector: {e}")),
+                    }
+                }
+            }
+        }
+        let head_fallback = self.head_fallback && self.person.is_some();
+        all.into_iter()
+            .map(|r| r.map(|dets| fusion::fuse(dets, 0.3, head_fallback)))
+            .collect()
+    }
 }
 
 /// Detectors ready for `n` workers, and what was loaded.
@@ -151,10 +179,25 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
+/// Inference sessions (detect threads) of a run on a GPU: two, so that one prepares and decodes
+/// its batch on the CPU while the other's runs on the device; more would only split the batches.
+pub const CUDA_SESSIONS: usize = 2;
+
 /// Loads (provisioning and verifying first) the configured models, one session per worker.
 pub fn load_detectors(
     cfg: &DetectorConfig,
     n: usize,
+    progress: &dyn ProgressSink,
+) -> Result<Loaded, PipelineError> {
+    load_detectors_for(cfg, n, n, progress)
+}
+
+/// [`load_detectors`] with `cpu` sessions on the CPU and `cuda` on a GPU (the device is known
+/// once the first session is made).
+pub fn load_detectors_for(
+    cfg: &DetectorConfig,
+    cpu: usize,
+    cuda: usize,
     progress: &dyn ProgressSink,
 ) -> Result<Loaded, PipelineError> {
     let notify = |m: &str| {
@@ -204,8 +247,9 @@ pub fn load_detectors(
         .collect();
     let mut device_used = None;
     let mut large_pass: Option<veil_detect::SharedSession> = None;
+    let mut n = cpu.max(1);
     let mut detectors = Vec::with_capacity(n);
-    for _ in 0..n.max(1) {
+    while detectors.len() < n {
         let mut d = Detectors {
             face: None,
             person: None,
@@ -219,6 +263,12 @@ pub fn load_detectors(
                 None => cfg.device,
             };
             let (session, device) = runtime::create_session(env, info, bytes, request, 1, &notice)?;
+            if device_used.is_none() {
+                n = match device {
+                    runtime::Device::Cpu => cpu.max(1),
+                    runtime::Device::Cuda(_) => cuda.max(1),
+                };
+            }
             device_used = Some(device);
             match spec.family {
                 Family::Centerface => {
@@ -298,9 +348,10 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         detectors,
         device,
         models,
-    } = load_detectors(
+    } = load_detectors_for(
         &cfg.detectors,
         jobs.min(listing.images.len().max(1)),
+        CUDA_SESSIONS.min(jobs),
         progress,
     )?;
     let params = params_json(cfg);
@@ -388,66 +439,41 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .open(&prov_path)
             .map_err(|e| PipelineError::io(&prov_path, e))?,
     );
-    let pool_of_detectors = Mutex::new(detectors);
     let stage_times = Mutex::new(veil_ledger::StageTimes::default());
-    let pool = pool_for(jobs)?;
+    let shape = crate::stages::Shape::for_run(jobs, detectors.len(), cfg.detectors.batch);
 
     progress.event(ProgressEvent::Started {
         total: listing.images.len() as u64,
     });
     let t0 = Instant::now();
     let tally = Mutex::new(Tally::default());
-    pool.install(|| {
-        listing
-            .images
-            .par_iter()
-            .with_max_len(1)
-            .map(|rel| {
-                let rel_str = rel_string(rel);
-                let mut det = pool_of_detectors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .pop();
-                let (record, times) = match det.as_mut() {
-                    Some(d) => {
-                        process_image_timed(&cfg.input, &cfg.output, rel, &rel_str, &settings, d)
-                    }
-                    // One detector per worker: never empty; fail closed if it ever is.
-                    None => (
-                        crate::process::failed_record(
-                            &rel_str,
-                            &settings,
-                            veil_core::FailureStage::Detect,
-                            "internal: no free detector",
-                        ),
-                        veil_ledger::StageTimes::default(),
-                    ),
-                };
-                stage_times
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add(&times);
-                if let Some(d) = det {
-                    pool_of_detectors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(d);
-                }
-                // Appended only after the output file is complete (renamed) or removed.
-                if let Ok(line) = serde_json::to_string(&record) {
-                    let mut f = prov.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = writeln!(f, "{line}").and_then(|_| f.sync_data());
-                }
-                progress.event(ProgressEvent::ImageDone {
-                    path: rel_str,
-                    status: record.status,
-                    detections: record.detections.len(),
-                    error: record.error.clone(),
-                });
-                tally.lock().unwrap_or_else(|e| e.into_inner()).add(record);
-            })
-            .for_each(drop)
-    });
+    let done = |record: ProvenanceRecord, times: veil_ledger::StageTimes| {
+        stage_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&times);
+        // Appended only after the output file is complete (renamed) or removed.
+        if let Ok(line) = serde_json::to_string(&record) {
+            let mut f = prov.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{line}").and_then(|_| f.sync_data());
+        }
+        progress.event(ProgressEvent::ImageDone {
+            path: record.path.clone(),
+            status: record.status,
+            detections: record.detections.len(),
+            error: record.error.clone(),
+        });
+        tally.lock().unwrap_or_else(|e| e.into_inner()).add(record);
+    };
+    crate::stages::run_staged(
+        &listing.images,
+        &cfg.input,
+        &cfg.output,
+        &settings,
+        detectors,
+        shape,
+        &done,
+    );
     let seconds = t0.elapsed().as_secs_f64();
     drop(prov);
 

@@ -1,0 +1,309 @@
+//! The staged pipeline of a run: **decode** (read, scan, decode, source hashes) → **detect**
+//! (ONNX Runtime; several images per call when batching) → **finish** (redact, encode, validate,
+//! output hashes, atomic write, record), each stage on its own threads, with bounded queues
+//! between them and a budget on what is in flight.
+//!
+//! Memory stays flat however many images there are, and bounded however large they are: an image
+//! is admitted (after its header is read, before its pixels are decoded) only while the images in
+//! flight, from admission until their record is written, hold at most [`InFlight::max_pixels`]
+//! pixels and number at most [`InFlight::max_images`]. One image is always admitted when nothing
+//! is in flight, so an image larger than the budget still runs (alone). The queues are bounded
+//! too, so a slow stage holds back the ones before it instead of piling up work.
+//!
+//! Inference sessions are owned by the detect stage, one thread each: the decode and finish
+//! stages keep the cores busy while a detect thread waits (for the one-at-a-time large pass, or
+//! for a GPU).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use veil_core::{Detection, FailureStage};
+use veil_ledger::{ProvenanceRecord, StageTimes};
+
+use crate::process::{self, Detector, ImageSettings, Prepared};
+use crate::walk::rel_string;
+
+/// Pixels a worker may have in flight: a 12 MP photo plus room for a decode ahead.
+pub const PIXELS_PER_WORKER: u64 = 16_000_000;
+
+/// The budget of images in flight (admitted, not yet recorded).
+#[derive(Debug)]
+pub struct InFlight {
+    state: Mutex<(u64, usize)>,
+    freed: Condvar,
+    /// Most pixels in flight (unless a single image is larger: it then runs alone).
+    pub max_pixels: u64,
+    /// Most images in flight.
+    pub max_images: usize,
+}
+
+impl InFlight {
+    pub fn new(max_pixels: u64, max_images: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new((0, 0)),
+            freed: Condvar::new(),
+            max_pixels,
+            max_images: max_images.max(1),
+        })
+    }
+
+    /// Waits until an image of `pixels` fits (or nothing is in flight), then admits it. The
+    /// returned permit gives the room back when dropped.
+    pub fn admit(self: &Arc<Self>, pixels: u64) -> Permit {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.1 > 0 && (s.0.saturating_add(pixels) > self.max_pixels || s.1 >= self.max_images) {
+            s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.0 = s.0.saturating_add(pixels);
+        s.1 += 1;
+        Permit {
+            budget: Arc::clone(self),
+            pixels,
+        }
+    }
+
+    /// (pixels, images) in flight now.
+    pub fn in_flight(&self) -> (u64, usize) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An admitted image's share of the budget, returned when dropped (also on a panic).
+#[derive(Debug)]
+pub struct Permit {
+    budget: Arc<InFlight>,
+    pixels: u64,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut s = self.budget.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 = s.0.saturating_sub(self.pixels);
+        s.1 = s.1.saturating_sub(1);
+        drop(s);
+        self.budget.freed.notify_all();
+    }
+}
+
+/// How many threads each stage gets, and the budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub decoders: usize,
+    pub finishers: usize,
+    /// Most images handed to one detect call (1: no batching across images).
+    pub images_per_detect: usize,
+    pub max_pixels: u64,
+    pub max_images: usize,
+}
+
+impl Shape {
+    /// `jobs` CPU workers feeding `detect_threads` inference sessions that batch up to `batch`
+    /// passes: decode and finish get `jobs` threads each (they mostly wait on the queues), the
+    /// budget `jobs + 1` photos of 12 MP, or a full batch per session of any size.
+    pub fn for_run(jobs: usize, detect_threads: usize, batch: usize) -> Self {
+        let jobs = jobs.max(1);
+        let batch = batch.max(1);
+        let feed = detect_threads.max(1) * batch;
+        Self {
+            decoders: jobs,
+            finishers: jobs,
+            images_per_detect: batch,
+            max_pixels: PIXELS_PER_WORKER * (jobs.max(feed) as u64 + 1),
+            max_images: 2 * (jobs + feed),
+        }
+    }
+}
+
+/// An image on its way from detect to finish.
+type Detected = (Prepared, Result<Vec<Detection>, String>, f64);
+
+/// Runs `images` (relative to `input`) through the three stages. `done` gets every image's
+/// record once its output is written or removed, from whichever thread finished it.
+pub fn run_staged<D: Detector>(
+    images: &[PathBuf],
+    input: &Path,
+    output: &Path,
+    settings: &ImageSettings,
+    detectors: Vec<D>,
+    shape: Shape,
+    done: &(dyn Fn(ProvenanceRecord, StageTimes) + Sync),
+) {
+    let budget = InFlight::new(shape.max_pixels, shape.max_images);
+    let next = AtomicUsize::new(0);
+    let queue = shape.max_images.max(1);
+    let (to_detect, detect_rx) = sync_channel::<Prepared>(queue);
+    let (to_finish, finish_rx) = sync_channel::<Detected>(queue);
+    let detect_rx = Mutex::new(detect_rx);
+    let finish_rx = Mutex::new(finish_rx);
+    std::thread::scope(|s| {
+        for _ in 0..shape.decoders.max(1) {
+            let to_detect = to_detect.clone();
+            let (budget, next) = (&budget, &next);
+            s.spawn(move || {
+                while let Some(rel) = images.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let rel_str = rel_string(rel);
+                    let admit = |pixels: u64| budget.admit(pixels);
+                    match process::prepare(input, output, rel, &rel_str, settings, Some(&admit)) {
+                        Err(concluded) => done(concluded.0, concluded.1),
+                        Ok(item) => {
+                            if let Err(back) = to_detect.send(item) {
+                                // Only if every detect thread is gone: fail closed.
+                                let item = back.0;
+                                let (record, times) = process::finish(
+                                    output,
+                                    item,
+                                    Err("internal: no detector running".into()),
+                                    0.0,
+                                    settings,
+                                );
+                                done(record, times);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(to_detect);
+        for mut detector in detectors {
+            let to_finish = to_finish.clone();
+            let detect_rx = &detect_rx;
+            s.spawn(move || {
+                while let Some(items) = take(detect_rx, shape.images_per_detect) {
+                    let t = Instant::now();
+                    let found = {
+                        let imgs: Vec<&image::RgbImage> = items.iter().map(|i| i.rgb()).collect();
+                        match catch_unwind(AssertUnwindSafe(|| detector.detect_many(&imgs))) {
+                            Ok(found) if found.len() == imgs.len() => found,
+                            Ok(found) => vec![
+                                Err(format!(
+                                    "internal: {} results for {} images",
+                                    found.len(),
+                                    imgs.len()
+                                ));
+                                imgs.len()
+                            ],
+                            Err(_) => vec![Err("detector crashed (panic)".into()); imgs.len()],
+                        }
+                    };
+                    // A batch's time is shared evenly by its images.
+                    let seconds = t.elapsed().as_secs_f64() / items.len() as f64;
+                    for (item, found) in items.into_iter().zip(found) {
+                        if let Err(back) = to_finish.send((item, found, seconds)) {
+                            let (item, _, _) = back.0;
+                            let (record, times) = process::finish(
+                                output,
+                                item,
+                                Err("internal: no finisher running".into()),
+                                0.0,
+                                settings,
+                            );
+                            done(record, times);
+                        }
+                    }
+                }
+            });
+        }
+        drop(to_finish);
+        for _ in 0..shape.finishers.max(1) {
+            let finish_rx = &finish_rx;
+            s.spawn(move || loop {
+                let msg = finish_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok((item, found, seconds)) = msg else {
+                    break;
+                };
+                let rel_str = item.rel_str().to_string();
+                let (record, times) = match catch_unwind(AssertUnwindSafe(|| {
+                    process::finish(output, item, found, seconds, settings)
+                })) {
+                    Ok(r) => r,
+                    Err(_) => (
+                        process::failed_record(
+                            &rel_str,
+                            settings,
+                            FailureStage::Redact,
+                            "internal: crashed (panic) while finishing",
+                        ),
+                        StageTimes::default(),
+                    ),
+                };
+                done(record, times);
+            });
+        }
+    });
+}
+
+/// The next images for a detect thread: one (waiting for it), then up to `most - 1` more that
+/// are already queued (never waiting for them). `None` once the decode stage is done and the
+/// queue is empty.
+fn take(rx: &Mutex<Receiver<Prepared>>, most: usize) -> Option<Vec<Prepared>> {
+    let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+    let first = rx.recv().ok()?;
+    let mut items = vec![first];
+    while items.len() < most.max(1) {
+        match rx.try_recv() {
+            Ok(i) => items.push(i),
+            Err(_) => break,
+        }
+    }
+    Some(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn budget_admits_up_to_its_pixels_and_always_one_image() {
+        let b = InFlight::new(100, 10);
+        let big = b.admit(1_000);
+        assert_eq!(
+            b.in_flight(),
+            (1_000, 1),
+            "alone, an image over budget runs"
+        );
+        let b2 = Arc::clone(&b);
+        let waiter = std::thread::spawn(move || {
+            let _p = b2.admit(60);
+            b2.in_flight()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            b.in_flight(),
+            (1_000, 1),
+            "the second waits while the first holds it"
+        );
+        drop(big);
+        assert_eq!(waiter.join().unwrap(), (60, 1));
+        assert_eq!(b.in_flight(), (0, 0), "permits give their room back");
+        let (p1, p2) = (b.admit(40), b.admit(60));
+        assert_eq!(b.in_flight(), (100, 2), "exactly the budget fits");
+        drop((p1, p2));
+    }
+
+    #[test]
+    fn budget_caps_the_number_of_images() {
+        let b = InFlight::new(u64::MAX, 2);
+        let held = (b.admit(1), b.admit(1));
+        let b2 = Arc::clone(&b);
+        let waiter = std::thread::spawn(move || drop(b2.admit(1)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "a third image waits");
+        drop(held);
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn shape_feeds_every_batch_and_scales_with_workers() {
+        let cpu = Shape::for_run(2, 2, 1);
+        assert_eq!(cpu.max_pixels, 3 * PIXELS_PER_WORKER);
+        assert_eq!(cpu.images_per_detect, 1);
+        let gpu = Shape::for_run(16, 2, 32);
+        assert!(gpu.max_images >= 64, "two full batches can queue");
+        assert_eq!(gpu.images_per_detect, 32);
+    }
+}
