@@ -101,20 +101,35 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// `jobs` CPU workers feeding `detect_threads` inference sessions that batch up to `batch`
-    /// passes: decode and finish get `jobs` threads each (they mostly wait on the queues), the
-    /// budget `jobs + 1` photos of 12 MP, or a full batch per session of any size.
+    /// `jobs` workers feeding `detect_threads` inference sessions that batch up to `batch`
+    /// images: decode and finish get half the workers each (with inference on the CPU they are
+    /// a few per cent of the work, and on a GPU node they are all of the CPU's work, so together
+    /// they fill the cores); the budget is `jobs + 1` photos of 12 MP, or two full batches.
+    ///
+    /// Fewer decode and finish threads also means fewer of their large transient buffers (PDQ's
+    /// two full-size float planes, the output decoded back for validation) alive at once.
     pub fn for_run(jobs: usize, detect_threads: usize, batch: usize) -> Self {
         let jobs = jobs.max(1);
         let batch = batch.max(1);
         let feed = detect_threads.max(1) * batch;
+        let half = jobs.div_ceil(2);
         Self {
-            decoders: jobs,
-            finishers: jobs,
+            decoders: half,
+            finishers: half,
             images_per_detect: batch,
-            max_pixels: PIXELS_PER_WORKER * (jobs.max(feed) as u64 + 1),
+            max_pixels: PIXELS_PER_WORKER * photos_in_flight(jobs, feed, batch),
             max_images: 2 * (jobs + feed),
         }
+    }
+}
+
+/// Photos of 12 MP the budget holds: one per worker and one decoded ahead; with batches, two
+/// full batches per session (one running, one queued).
+fn photos_in_flight(jobs: usize, feed: usize, batch: usize) -> u64 {
+    if batch > 1 {
+        (jobs as u64 + 1).max(2 * feed as u64)
+    } else {
+        jobs as u64 + 1
     }
 }
 
@@ -302,6 +317,8 @@ mod tests {
         let cpu = Shape::for_run(2, 2, 1);
         assert_eq!(cpu.max_pixels, 3 * PIXELS_PER_WORKER);
         assert_eq!(cpu.images_per_detect, 1);
+        assert_eq!((cpu.decoders, cpu.finishers), (1, 1));
+        assert_eq!(Shape::for_run(1, 1, 1).decoders, 1);
         let gpu = Shape::for_run(16, 2, 32);
         assert!(gpu.max_images >= 64, "two full batches can queue");
         assert_eq!(gpu.images_per_detect, 32);

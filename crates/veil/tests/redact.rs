@@ -424,3 +424,58 @@ fn links_and_other_files_are_handled_without_leaking_images() {
         "an image hidden under another name was copied"
     );
 }
+
+/// `--batch 8` (same-size passes of several images share inference runs in the detect stage)
+/// finds the same regions as one image and one pass at a time, and records the same parameters:
+/// the batch is an execution setting. The sample photos plus their mirror images give several
+/// images of each size.
+#[test]
+fn batching_across_images_changes_no_detection() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    let (code, _, err) = run(&[&"sample", &input]);
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<_> = fs::read_dir(&input)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for p in &names {
+        let img = load_upright(p);
+        let stem = p.file_stem().unwrap().to_string_lossy();
+        image::imageops::flip_horizontal(&img)
+            .save(input.join(format!("{stem}-mirrored.png")))
+            .unwrap();
+    }
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let args = |out: &std::path::Path, batch: &str, jobs: &str| {
+        run(&[
+            &"redact", &input, &out, &"-q", &"--batch", &batch, &"--jobs", &jobs,
+        ])
+    };
+    let (code, _, err) = args(&a, "8", "2");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = args(&b, "1", "1");
+    assert_eq!(code, 0, "{err}");
+    let (ra, rb) = (provenance(&a), provenance(&b));
+    assert_eq!(ra.len(), 2 * names.len());
+    assert_eq!(ra.len(), rb.len());
+    let mut regions = 0;
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x["path"], y["path"]);
+        assert_eq!(x["status"], y["status"], "{}", x["path"]);
+        assert_eq!(x["params_blake3"], y["params_blake3"]);
+        let (dx, dy) = (
+            x["detections"].as_array().unwrap(),
+            y["detections"].as_array().unwrap(),
+        );
+        assert_eq!(dx.len(), dy.len(), "{}: {dx:?} vs {dy:?}", x["path"]);
+        for (p, q) in dx.iter().zip(dy) {
+            for k in ["x1", "y1", "x2", "y2"] {
+                let d = p["box"][k].as_f64().unwrap() - q["box"][k].as_f64().unwrap();
+                assert!(d.abs() <= 1.0, "{}: {p} vs {q}", x["path"]);
+            }
+        }
+        regions += dx.len();
+    }
+    assert!(regions > 0, "the sample photos have faces");
+}
