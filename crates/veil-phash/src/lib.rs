@@ -52,6 +52,7 @@ pub const PDQ_MATCH_THRESHOLD: u32 = 31;
 /// Images smaller than this in either dimension get an all-zero hash with quality 0, as in the
 /// reference.
 const MIN_HASHABLE_DIM: usize = 5;
+#[cfg(test)]
 const PDQ_NUM_JAROSZ_XY_PASSES: usize = 2;
 
 /// A PDQ hash and its quality.
@@ -97,13 +98,150 @@ pub fn pdq_distance(a: &[u8; 32], b: &[u8; 32]) -> u32 {
 }
 
 /// Computes the PDQ hash and quality of an image, on the full-size image (see the crate docs).
+///
+/// The Jarosz filter (row box, column box, twice) runs as a stream over the image's rows: each
+/// column pass keeps only the rows inside its window, and only the 64 rows that the
+/// decimation samples are kept at the end. Every value sees the same `f32` operations in the same
+/// order as in the reference's full-image passes (the result is bit-identical; see the tests
+/// against [`pdq_from_luma`]), in memory of a few dozen rows instead of two full-size `f32`
+/// planes (96 MB for a 12 MP photo).
 pub fn pdq(img: &RgbImage) -> Pdq {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut luma: Vec<f32> = img.pixels().map(|p| luma_601(p.0)).collect();
-    pdq_from_luma(&mut luma, w, h)
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    if width < MIN_HASHABLE_DIM || height < MIN_HASHABLE_DIM {
+        return Pdq {
+            hash: [0; 32],
+            quality: 0,
+        };
+    }
+    let luma_row = |y: usize| -> Vec<f32> {
+        let raw = &img.as_raw()[y * width * 3..(y + 1) * width * 3];
+        raw.chunks_exact(3)
+            .map(|p| luma_601([p[0], p[1], p[2]]))
+            .collect()
+    };
+    if width == 64 && height == 64 {
+        let mut b64 = [[0f32; 64]; 64];
+        for (i, row) in b64.iter_mut().enumerate() {
+            row.copy_from_slice(&luma_row(i));
+        }
+        return pdq_from_block(&b64);
+    }
+    let win_rows = jarosz_window(width, 64);
+    let win_cols = jarosz_window(height, 64);
+    let sample_cols: Vec<usize> = (0..64)
+        .map(|j| (((j as f64 + 0.5) * width as f64) / 64.0) as usize)
+        .collect();
+    let sample_rows: Vec<usize> = (0..64)
+        .map(|i| (((i as f64 + 0.5) * height as f64) / 64.0) as usize)
+        .collect();
+    let mut b64 = [[0f32; 64]; 64];
+    let mut scratch = vec![0f32; width];
+    // Stages after the first row pass: column pass, row pass, column pass (passes = 2).
+    let mut col1 = ColumnBox::new(height, width, win_cols);
+    let mut col2 = ColumnBox::new(height, width, win_cols);
+    let mut keep = |y: usize, row: &[f32]| {
+        for (i, _) in sample_rows.iter().enumerate().filter(|(_, &r)| r == y) {
+            for (j, &c) in sample_cols.iter().enumerate() {
+                b64[i][j] = row[c];
+            }
+        }
+    };
+    // The second row pass, fed by the first column pass, feeding the second column pass.
+    let mut row2 = vec![0f32; width];
+    let mut second = |_: usize, row: &[f32]| {
+        box_1d(row, &mut row2, win_rows);
+        col2.push(&row2, &mut keep);
+    };
+    for y in 0..height {
+        box_1d(&luma_row(y), &mut scratch, win_rows);
+        col1.push(&scratch, &mut second);
+    }
+    col1.finish(&mut second);
+    col2.finish(&mut keep);
+    pdq_from_block(&b64)
 }
 
-/// PDQ of a row-major `width` x `height` luminance buffer (0.0..=255.0), which is used as scratch.
+/// The reference's column box pass over a stream of rows: rows go in in order, filtered rows come
+/// out in order (to `emit`, with their index), and only the rows inside the window are held.
+/// The running sums see the same `f32` operations as the reference's full-image column pass.
+struct ColumnBox {
+    ph: BoxPhases,
+    sum: Vec<f32>,
+    /// Rows `li..ri` (the oldest first).
+    window: std::collections::VecDeque<Vec<f32>>,
+    pushed: usize,
+    out_row: usize,
+    cur: i32,
+    out: Vec<f32>,
+}
+
+impl ColumnBox {
+    fn new(rows: usize, cols: usize, window: usize) -> Self {
+        Self {
+            ph: BoxPhases::new(rows, window),
+            sum: vec![0f32; cols],
+            window: std::collections::VecDeque::with_capacity(window + 1),
+            pushed: 0,
+            out_row: 0,
+            cur: 0,
+            out: vec![0f32; cols],
+        }
+    }
+
+    fn push(&mut self, row: &[f32], emit: &mut dyn FnMut(usize, &[f32])) {
+        let n = self.pushed;
+        self.pushed += 1;
+        let (p1, p2, p3) = (self.ph.p1, self.ph.p2, self.ph.p3);
+        if n < p1 {
+            self.sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            self.cur += 1;
+        } else if n < p1 + p2 {
+            self.cur += 1;
+            let d = self.cur as f32;
+            for ((s, v), o) in self.sum.iter_mut().zip(row).zip(&mut self.out) {
+                *s += v;
+                *o = *s / d;
+            }
+            self.emit(emit);
+        } else if n < p1 + p2 + p3 {
+            let d = self.cur as f32;
+            let left = self.window.pop_front().unwrap_or_default();
+            for (((s, a), l), o) in self.sum.iter_mut().zip(row).zip(&left).zip(&mut self.out) {
+                *s += a;
+                *s -= l;
+                *o = *s / d;
+            }
+            self.emit(emit);
+        } else {
+            // More rows than planned: the reference never reads them.
+            return;
+        }
+        self.window.push_back(row.to_vec());
+    }
+
+    /// The last phase: the window shrinks from the left.
+    fn finish(&mut self, emit: &mut dyn FnMut(usize, &[f32])) {
+        for _ in 0..self.ph.p4 {
+            self.cur -= 1;
+            let d = self.cur as f32;
+            let left = self.window.pop_front().unwrap_or_default();
+            for ((s, l), o) in self.sum.iter_mut().zip(&left).zip(&mut self.out) {
+                *s -= l;
+                *o = *s / d;
+            }
+            self.emit(emit);
+        }
+    }
+
+    fn emit(&mut self, emit: &mut dyn FnMut(usize, &[f32])) {
+        emit(self.out_row, &self.out);
+        self.out_row += 1;
+    }
+}
+
+/// PDQ of a row-major `width` x `height` luminance buffer (0.0..=255.0), which is used as
+/// scratch: the reference's full-image passes, kept as the oracle of [`pdq`]'s streaming ones.
+#[cfg(test)]
 fn pdq_from_luma(luma: &mut [f32], width: usize, height: usize) -> Pdq {
     if width < MIN_HASHABLE_DIM || height < MIN_HASHABLE_DIM {
         return Pdq {
@@ -133,8 +271,13 @@ fn pdq_from_luma(luma: &mut [f32], width: usize, height: usize) -> Pdq {
             }
         }
     }
-    let quality = quality_metric(&b64);
-    let dct = dct64_to_16(&b64);
+    pdq_from_block(&b64)
+}
+
+/// Hash and quality of the decimated 64x64 block.
+fn pdq_from_block(b64: &[[f32; 64]; 64]) -> Pdq {
+    let quality = quality_metric(b64);
+    let dct = dct64_to_16(b64);
     let median = torben(&dct);
     let mut hash = [0u8; 32];
     for (k, &v) in dct.iter().enumerate() {
@@ -209,6 +352,7 @@ fn box_1d(input: &[f32], out: &mut [f32], window: usize) {
     }
 }
 
+#[cfg(test)]
 fn box_along_rows(input: &[f32], out: &mut [f32], _rows: usize, cols: usize, window: usize) {
     for (i, o) in input.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
         box_1d(i, o, window);
@@ -218,6 +362,7 @@ fn box_along_rows(input: &[f32], out: &mut [f32], _rows: usize, cols: usize, win
 /// The reference's column pass, run on whole rows at a time so that memory is read
 /// sequentially. Every column sees exactly the same sequence of `f32` operations as in the
 /// reference, so the result is bit-identical.
+#[cfg(test)]
 fn box_along_cols(input: &[f32], out: &mut [f32], rows: usize, cols: usize, window: usize) {
     let ph = BoxPhases::new(rows, window);
     let row = |r: usize| &input[r * cols..(r + 1) * cols];

@@ -264,3 +264,39 @@ fn timing_12mp() {
         );
     }
 }
+
+/// The streaming filter (what `pdq` runs) gives the same hash and quality as the reference's
+/// full-image passes (`pdq_from_luma`), over sizes with
+/// every window shape: tiny, exactly 64, odd, prime, tall, wide, and a window wider than 128.
+#[test]
+fn streaming_pdq_is_bit_identical_to_the_full_image_passes() {
+    for (k, (w, h)) in [
+        (5, 5),
+        (7, 300),
+        (64, 64),
+        (65, 64),
+        (64, 65),
+        (127, 129),
+        (128, 128),
+        (257, 31),
+        (640, 480),
+        (1021, 769),
+        (3000, 40),
+        (4000, 3000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let img = synthetic(w, h, k as u32 + 11);
+        let mut luma: Vec<f32> = img.pixels().map(|p| luma_601(p.0)).collect();
+        let want = pdq_from_luma(&mut luma, w as usize, h as usize);
+        let got = pdq(&img);
+        assert_eq!(got.hash, want.hash, "{w}x{h}");
+        assert_eq!(got.quality, want.quality, "{w}x{h}");
+    }
+    assert_eq!(
+        pdq(&synthetic(4, 100, 1)).quality,
+        0,
+        "below the hashable size"
+    );
+}

@@ -1,7 +1,8 @@
 //! veil-pipeline owns the redaction run: walking the input tree, decoding untrusted images
 //! (pixel caps, contained decoder panics, EXIF orientation), detection, obfuscation, encoding
 //! without metadata, validation of every output before it is written, atomic writes, provenance
-//! records and the run summary, all in parallel with rayon. It never prints: it sends
+//! records and the run summary, in three stages on their own threads with bounded queues between
+//! them ([`stages`]). It never prints: it sends
 //! [`veil_core::ProgressEvent`]s to the caller.
 
 pub mod container;
