@@ -445,16 +445,20 @@ pub fn preprocess_members(
 mod tests {
     use super::*;
 
-    #[test]
-    fn same_size_runs_split_on_size_and_batch() {
-        let p = |w: u32| Pass {
+    /// A pass of network size `w x 32`.
+    fn p(w: u32) -> Pass {
+        Pass {
             x: 0.0,
             y: 0.0,
             w: w as f64,
             h: 32.0,
             net_w: w,
             net_h: 32,
-        };
+        }
+    }
+
+    #[test]
+    fn same_size_runs_split_on_size_and_batch() {
         let passes = [p(64), p(32), p(32), p(32), p(32), p(32), p(64)];
         let lens = |b| {
             same_size_runs(&passes, b)
@@ -471,14 +475,6 @@ mod tests {
 
     #[test]
     fn batches_by_size_groups_passes_of_several_images_by_size() {
-        let p = |w: u32| Pass {
-            x: 0.0,
-            y: 0.0,
-            w: w as f64,
-            h: 32.0,
-            net_w: w,
-            net_h: 32,
-        };
         // Two photos of one size (coarse 64, three 32 tiles) and one of another (a lone 96).
         let plans = vec![
             vec![p(64), p(32), p(32), p(32)],

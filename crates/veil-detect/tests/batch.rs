@@ -22,16 +22,22 @@ fn model(batch: usize) -> CenterFace {
     CenterFace::new(session, "centerface").with_batch(batch)
 }
 
+/// `../shared/images/faces`, or `None` after saying SKIPPED.
+fn shared_faces() -> Option<std::path::PathBuf> {
+    let faces = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/faces");
+    if faces.exists() {
+        return Some(faces);
+    }
+    eprintln!(
+        "SKIPPED: {} not found (shared test data exists only on developer and CI machines)",
+        faces.display()
+    );
+    None
+}
+
 #[test]
 fn batched_tiles_find_the_same_faces_as_single_runs() {
-    let faces = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/faces");
-    if !faces.exists() {
-        eprintln!(
-            "SKIPPED: {} not found (shared test data exists only on developer and CI machines)",
-            faces.display()
-        );
-        return;
-    }
+    let Some(faces) = shared_faces() else { return };
     let policy = DetectPolicy::default();
     for name in ["t1.jpg", "zidane.jpg"] {
         let img = image::open(faces.join(name)).unwrap().to_rgb8();
@@ -45,24 +51,7 @@ fn batched_tiles_find_the_same_faces_as_single_runs() {
         assert!(!single.is_empty(), "{name}: no faces found");
         for batch in [4, 8] {
             let got = model(batch).detect(&img, &policy).unwrap();
-            assert_eq!(
-                got.len(),
-                single.len(),
-                "{name} batch {batch}: {got:?} vs {single:?}"
-            );
-            for (g, s) in got.iter().zip(&single) {
-                let d = [
-                    g.bbox.x1 - s.bbox.x1,
-                    g.bbox.y1 - s.bbox.y1,
-                    g.bbox.x2 - s.bbox.x2,
-                    g.bbox.y2 - s.bbox.y2,
-                ];
-                assert!(
-                    d.iter().all(|d| d.abs() <= 1.0),
-                    "{name} batch {batch}: {g:?} vs {s:?}"
-                );
-                assert!((g.score - s.score).abs() <= 1e-3, "{name} batch {batch}");
-            }
+            assert_same_faces(&format!("{name} batch {batch}"), &got, &single);
         }
         eprintln!(
             "{name}: {} faces, same with batches of 4 and 8",
@@ -92,14 +81,7 @@ fn assert_same_faces(what: &str, got: &[veil_core::Detection], want: &[veil_core
 /// gets alone; a photo of another size in the same call is unaffected.
 #[test]
 fn batches_across_images_find_each_images_own_faces() {
-    let faces = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/faces");
-    if !faces.exists() {
-        eprintln!(
-            "SKIPPED: {} not found (shared test data exists only on developer and CI machines)",
-            faces.display()
-        );
-        return;
-    }
+    let Some(faces) = shared_faces() else { return };
     let policy = DetectPolicy::default();
     let t1 = image::open(faces.join("t1.jpg")).unwrap().to_rgb8();
     // Same size, other content: the mirror image (its faces are mirrored too).

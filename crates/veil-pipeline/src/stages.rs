@@ -154,6 +154,13 @@ pub fn run_staged<D: Detector>(
     let (to_finish, finish_rx) = sync_channel::<Detected>(queue);
     let detect_rx = Mutex::new(detect_rx);
     let finish_rx = Mutex::new(finish_rx);
+    // An image that can no longer reach the next stage is concluded as failed (no output).
+    let fail_closed = |item: Prepared, why: &str| {
+        let (record, times) =
+            process::finish(output, item, Err(format!("internal: {why}")), 0.0, settings);
+        done(record, times);
+    };
+    let fail_closed = &fail_closed;
     std::thread::scope(|s| {
         for _ in 0..shape.decoders.max(1) {
             let to_detect = to_detect.clone();
@@ -166,16 +173,8 @@ pub fn run_staged<D: Detector>(
                         Err(concluded) => done(concluded.0, concluded.1),
                         Ok(item) => {
                             if let Err(back) = to_detect.send(item) {
-                                // Only if every detect thread is gone: fail closed.
-                                let item = back.0;
-                                let (record, times) = process::finish(
-                                    output,
-                                    item,
-                                    Err("internal: no detector running".into()),
-                                    0.0,
-                                    settings,
-                                );
-                                done(record, times);
+                                // Only if every detect thread is gone.
+                                fail_closed(back.0, "no detector running");
                             }
                         }
                     }
@@ -208,15 +207,7 @@ pub fn run_staged<D: Detector>(
                     let seconds = t.elapsed().as_secs_f64() / items.len() as f64;
                     for (item, found) in items.into_iter().zip(found) {
                         if let Err(back) = to_finish.send((item, found, seconds)) {
-                            let (item, _, _) = back.0;
-                            let (record, times) = process::finish(
-                                output,
-                                item,
-                                Err("internal: no finisher running".into()),
-                                0.0,
-                                settings,
-                            );
-                            done(record, times);
+                            fail_closed(back.0 .0, "no finisher running");
                         }
                     }
                 }
