@@ -106,8 +106,8 @@ impl Shape {
     /// a few per cent of the work, and on a GPU node they are all of the CPU's work, so together
     /// they fill the cores); the budget is `jobs + 1` photos of 12 MP, or two full batches.
     ///
-    /// Fewer decode and finish threads also means fewer of their large transient buffers (PDQ's
-    /// two full-size float planes, the output decoded back for validation) alive at once.
+    /// Fewer decode and finish threads also means fewer of their large transient buffers (the
+    /// decoder's, the redacted copy, the output decoded back for validation) alive at once.
     pub fn for_run(jobs: usize, detect_threads: usize, batch: usize) -> Self {
         let jobs = jobs.max(1);
         let batch = batch.max(1);
