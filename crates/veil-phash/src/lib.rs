@@ -169,6 +169,8 @@ struct ColumnBox {
     sum: Vec<f32>,
     /// Rows `li..ri` (the oldest first).
     window: std::collections::VecDeque<Vec<f32>>,
+    /// Row buffers that left the window, reused for the rows that enter it.
+    spare: Vec<Vec<f32>>,
     pushed: usize,
     out_row: usize,
     cur: i32,
@@ -181,6 +183,7 @@ impl ColumnBox {
             ph: BoxPhases::new(rows, window),
             sum: vec![0f32; cols],
             window: std::collections::VecDeque::with_capacity(window + 1),
+            spare: Vec::new(),
             pushed: 0,
             out_row: 0,
             cur: 0,
@@ -211,12 +214,16 @@ impl ColumnBox {
                 *s -= l;
                 *o = *s / d;
             }
+            self.spare.push(left);
             self.emit(emit);
         } else {
             // More rows than planned: the reference never reads them.
             return;
         }
-        self.window.push_back(row.to_vec());
+        let mut kept = self.spare.pop().unwrap_or_default();
+        kept.clear();
+        kept.extend_from_slice(row);
+        self.window.push_back(kept);
     }
 
     /// The last phase: the window shrinks from the left.

@@ -115,24 +115,9 @@ impl std::fmt::Debug for Detectors {
 
 impl Detector for Detectors {
     fn detect(&mut self, img: &image::RgbImage) -> Result<Vec<Detection>, String> {
-        let mut all = Vec::new();
-        if let Some((m, p)) = &mut self.face {
-            all.extend(
-                m.detect(img, p)
-                    .map_err(|e| format!("face detector: {e}"))?,
-            );
-        }
-        if let Some((m, p)) = &mut self.person {
-            all.extend(
-                m.detect(img, p)
-                    .map_err(|e| format!("person detector: {e}"))?,
-            );
-        }
-        Ok(fusion::fuse(
-            all,
-            0.3,
-            self.head_fallback && self.person.is_some(),
-        ))
+        self.detect_many(&[img])
+            .pop()
+            .unwrap_or_else(|| Err("internal: no result for the image".into()))
     }
 
     /// Faces of all the images in one go (CenterFace batches same-size passes across them), then
