@@ -13,9 +13,9 @@ mod provenance;
 mod release;
 
 pub use provenance::{
-    read_provenance, sort_provenance_file, write_provenance_sorted, LeakCheck, ModelRef,
-    PerceptualHashes, ProvenanceError, ProvenanceRecord, Review, ReviewDecision, RunSummary,
-    StageTimes, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
+    is_record_file, read_provenance, sort_provenance_file, write_provenance_sorted, LeakCheck,
+    ModelRef, PerceptualHashes, ProvenanceError, ProvenanceRecord, Review, ReviewDecision,
+    RunSummary, StageTimes, PROVENANCE_FILE, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE,
 };
 pub use release::{
     build_release, check_absence, check_proof, cut_release_without, diff, leaf_hashes,

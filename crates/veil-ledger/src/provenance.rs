@@ -9,6 +9,31 @@ use veil_core::{Detection, FailureStage, ImageStatus};
 pub const PROVENANCE_FILE: &str = "provenance.jsonl";
 /// File name of the run summary inside an output tree.
 pub const RUN_SUMMARY_FILE: &str = "veil-run.json";
+/// Whether a path relative to an output root names one of veil's own record files: the records
+/// and run summary of a whole run, or of one shard (`provenance.shard-K-of-N.jsonl`,
+/// `veil-run.shard-K-of-N.json`). These names are reserved: nothing from an input is copied to
+/// them, and a release does not list them as extra files.
+pub fn is_record_file(rel: &str) -> bool {
+    let shard_part = |s: &str| {
+        s.split_once("-of-").is_some_and(|(k, n)| {
+            !k.is_empty()
+                && !n.is_empty()
+                && k.bytes().all(|b| b.is_ascii_digit())
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    rel == PROVENANCE_FILE
+        || rel == RUN_SUMMARY_FILE
+        || rel
+            .strip_prefix("provenance.shard-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .is_some_and(shard_part)
+        || rel
+            .strip_prefix("veil-run.shard-")
+            .and_then(|r| r.strip_suffix(".json"))
+            .is_some_and(shard_part)
+}
+
 /// Version of the record layout; bumped on any incompatible change.
 pub const PROVENANCE_SCHEMA: u32 = 1;
 
@@ -288,6 +313,30 @@ pub fn write_provenance_sorted(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn record_file_names_are_reserved_and_nothing_else() {
+        for name in [
+            "provenance.jsonl",
+            "veil-run.json",
+            "provenance.shard-0-of-4.jsonl",
+            "veil-run.shard-12-of-16.json",
+        ] {
+            assert!(super::is_record_file(name), "{name}");
+        }
+        for name in [
+            "provenance.json",
+            "sub/provenance.jsonl",
+            "provenance.shard-a-of-4.jsonl",
+            "provenance.shard--of-4.jsonl",
+            "provenance.shard-1-of-.jsonl",
+            "veil-run.shard-1-of-2.jsonl",
+            "veil-run.shard-1.json",
+            "photo.jpg",
+        ] {
+            assert!(!super::is_record_file(name), "{name}");
+        }
+    }
+
     use super::*;
     use veil_core::{BBox, ObjectClass};
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use veil_core::ImageStatus;
 
 use crate::merkle;
-use crate::provenance::{read_provenance, ProvenanceError, PROVENANCE_FILE, RUN_SUMMARY_FILE};
+use crate::provenance::{read_provenance, ProvenanceError, PROVENANCE_FILE};
 
 /// File name of the manifest inside a release directory.
 pub const MANIFEST_FILE: &str = "manifest.jsonl";
@@ -997,7 +997,7 @@ fn compare<T>(
     }
     report.extra = found
         .into_keys()
-        .filter(|p| p != PROVENANCE_FILE && p != RUN_SUMMARY_FILE)
+        .filter(|p| !crate::is_record_file(p))
         .collect();
     report.missing.sort();
     report.changed.sort();
@@ -1229,7 +1229,7 @@ pub fn check_proof(p: &InclusionProof) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provenance::{ModelRef, ProvenanceRecord, PROVENANCE_SCHEMA};
+    use crate::provenance::{ModelRef, ProvenanceRecord, PROVENANCE_SCHEMA, RUN_SUMMARY_FILE};
     use veil_core::FailureStage;
 
     fn b3(bytes: &[u8]) -> String {

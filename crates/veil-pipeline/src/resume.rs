@@ -34,8 +34,6 @@ pub struct ResumePlan {
     pub redo: Vec<(String, String)>,
     /// Lines of the previous records file that could not be read (a torn last line).
     pub unreadable_lines: usize,
-    /// Partial temporary files removed from the output tree.
-    pub removed_partials: Vec<PathBuf>,
 }
 
 /// Suffix of the temporary files that outputs are written to before their rename.
@@ -76,25 +74,40 @@ fn read_lenient(path: &Path) -> (HashMap<String, ProvenanceRecord>, usize) {
     (map, bad)
 }
 
-/// Removes `.NAME.veil-partial` files left by a killed run anywhere under `output`, and links
-/// planted at such names (the links themselves: links are never followed).
-fn remove_partials(output: &Path) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
-    for e in walkdir::WalkDir::new(output)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy();
-        if (e.file_type().is_file() || e.file_type().is_symlink())
-            && name.starts_with('.')
-            && name.ends_with(PARTIAL_SUFFIX)
-            && fs::remove_file(e.path()).is_ok()
-        {
-            removed.push(e.path().to_path_buf());
-        }
-    }
-    removed
+/// Removes `.NAME.veil-partial` files left by a killed run, and links planted at such names (the
+/// links themselves: links are never followed).
+///
+/// With `own` = `None` (an unsharded run: the whole output tree is this run's), anywhere under
+/// `output`. With `Some(paths)` (one shard of a run whose other shards may be writing into the
+/// same tree right now), only the temporary files of those relative paths: a shard never touches
+/// another shard's files, and does not walk the whole tree.
+pub fn remove_partials(output: &Path, own: Option<&[PathBuf]>) -> Vec<PathBuf> {
+    let is_partial = |name: &std::ffi::OsStr, t: fs::FileType| {
+        let name = name.to_string_lossy();
+        (t.is_file() || t.is_symlink()) && name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+    };
+    let Some(own) = own else {
+        return walkdir::WalkDir::new(output)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+            .filter(|e| is_partial(e.file_name(), e.file_type()))
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .map(|e| e.path().to_path_buf())
+            .collect();
+    };
+    own.iter()
+        .filter_map(|rel| {
+            let dir = crate::process::output_dir(output, rel, false).ok()?;
+            let mut name = std::ffi::OsString::from(".");
+            name.push(rel.file_name()?);
+            name.push(PARTIAL_SUFFIX);
+            let tmp = dir.join(name);
+            let meta = fs::symlink_metadata(&tmp).ok()?;
+            (is_partial(tmp.file_name()?, meta.file_type()) && fs::remove_file(&tmp).is_ok())
+                .then_some(tmp)
+        })
+        .collect()
 }
 
 /// Decides, for every image of this run, whether its previous record stands.
@@ -105,7 +118,6 @@ pub fn plan(
     images: &[PathBuf],
     expect: Expect<'_>,
 ) -> ResumePlan {
-    let removed_partials = remove_partials(output);
     let (mut previous, unreadable_lines) = read_lenient(records_file);
     let candidates: Vec<(String, ProvenanceRecord)> = images
         .iter()
@@ -125,7 +137,6 @@ pub fn plan(
         .collect();
     let mut plan = ResumePlan {
         unreadable_lines,
-        removed_partials,
         ..ResumePlan::default()
     };
     for d in decided {
@@ -195,7 +206,7 @@ mod tests {
         symlink(&victims, out.join(".d.veil-partial")).unwrap();
         symlink(&victims, out.join("linked")).unwrap();
         fs::write(out.join("keep.jpg"), b"k").unwrap();
-        let mut removed = remove_partials(&out);
+        let mut removed = remove_partials(&out, None);
         removed.sort();
         assert_eq!(
             removed,
@@ -208,5 +219,21 @@ mod tests {
         assert_eq!(fs::read(victims.join("v")).unwrap(), b"victim");
         assert!(out.join("keep.jpg").is_file());
         assert!(fs::symlink_metadata(out.join("linked")).is_ok());
+    }
+
+    #[test]
+    fn a_shard_removes_only_the_partial_files_of_its_own_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        fs::create_dir_all(out.join("a")).unwrap();
+        // Ours (killed earlier) and another shard's (being written right now).
+        fs::write(out.join("a/.mine.jpg.veil-partial"), b"half").unwrap();
+        fs::write(out.join("a/.theirs.jpg.veil-partial"), b"in progress").unwrap();
+        fs::write(out.join("a/mine.jpg"), b"done earlier").unwrap();
+        let own = [PathBuf::from("a/mine.jpg"), PathBuf::from("b/absent.jpg")];
+        let removed = remove_partials(&out, Some(&own));
+        assert_eq!(removed, [out.join("a/.mine.jpg.veil-partial")]);
+        assert!(out.join("a/.theirs.jpg.veil-partial").is_file());
+        assert!(out.join("a/mine.jpg").is_file());
     }
 }

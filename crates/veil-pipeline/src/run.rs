@@ -364,6 +364,31 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .map(|s| s.provenance_file())
             .unwrap_or(PROVENANCE_FILE.into()),
     );
+    let summary_name = cfg
+        .shard
+        .map(|s| s.summary_file())
+        .unwrap_or(RUN_SUMMARY_FILE.into());
+    // A run writes its summary last, so a summary is proof that the run finished (`veil merge`
+    // relies on it): the previous one goes before anything else is done.
+    match fs::remove_file(cfg.output.join(&summary_name)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(PipelineError::io(&cfg.output.join(&summary_name), e))
+        }
+        _ => {}
+    }
+    // Temporary files of a killed run: all of them for a whole run, only this shard's own for a
+    // shard (the others may be writing into the same tree right now).
+    let own: Option<Vec<PathBuf>> = cfg.shard.map(|_| {
+        listing
+            .images
+            .iter()
+            .chain(&listing.others)
+            .cloned()
+            .chain([PathBuf::from(&summary_name)])
+            .collect()
+    });
+    let removed_partials = crate::resume::remove_partials(&cfg.output, own.as_deref());
+    drop(own);
     // Resume: records that still stand are kept (rewritten first, atomically), their images
     // skipped; the rest are appended as they finish.
     let resume = if cfg.fresh {
@@ -385,7 +410,11 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     };
     let mut kept = resume.kept;
     veil_ledger::write_provenance_sorted(&prov_path, &mut kept)?;
-    if !kept.is_empty() || !resume.redo.is_empty() || resume.unreadable_lines > 0 {
+    if !kept.is_empty()
+        || !resume.redo.is_empty()
+        || resume.unreadable_lines > 0
+        || !removed_partials.is_empty()
+    {
         let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
         for (_, why) in &resume.redo {
             *reasons.entry(why.as_str()).or_default() += 1;
@@ -406,18 +435,25 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                 } else {
                     String::new()
                 },
-                if resume.removed_partials.is_empty() {
+                if removed_partials.is_empty() {
                     String::new()
                 } else {
-                    format!("; {} partial files removed", resume.removed_partials.len())
+                    format!("; {} partial files removed", removed_partials.len())
                 },
             ),
         });
     }
-    let done: std::collections::HashSet<&str> = kept.iter().map(|r| r.path.as_str()).collect();
+    // Kept records are counted now and dropped: only their paths are held during the run, so
+    // memory does not grow with the records of a large, mostly finished dataset.
+    let mut kept_tally = Tally::default();
+    let done: std::collections::HashSet<String> = kept.iter().map(|r| r.path.clone()).collect();
+    for r in kept {
+        kept_tally.add(r);
+    }
     listing
         .images
         .retain(|p| !done.contains(rel_string(p).as_str()));
+    drop(done);
     let prov = Mutex::new(
         fs::OpenOptions::new()
             .append(true)
@@ -473,9 +509,11 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     other_files.sort();
     let mut tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     let processed = tally.images;
-    for r in kept {
-        tally.add(r);
-    }
+    tally.images += kept_tally.images;
+    tally.redacted += kept_tally.redacted;
+    tally.no_detections += kept_tally.no_detections;
+    tally.detections += kept_tally.detections;
+    tally.failed.append(&mut kept_tally.failed);
     // Records were appended as images finished; the final file is sorted by path (streamed
     // lines, not parsed records, are held while sorting).
     veil_ledger::sort_provenance_file(&prov_path)?;
@@ -511,10 +549,6 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         params_blake3,
         stage_seconds: stage_times.into_inner().unwrap_or_else(|e| e.into_inner()),
     };
-    let summary_name = cfg
-        .shard
-        .map(|s| s.summary_file())
-        .unwrap_or(RUN_SUMMARY_FILE.into());
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
     crate::process::write_output(&cfg.output, Path::new(&summary_name), &json).map_err(
         |reason| PipelineError::Write {
@@ -546,7 +580,7 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
     let mut listed = Vec::new();
     for rel in others {
         let s = rel_string(rel);
-        if s == PROVENANCE_FILE || s == RUN_SUMMARY_FILE {
+        if veil_ledger::is_record_file(&s) {
             listed.push(format!(
                 "{s} (not copied: name reserved for veil's records)"
             ));

@@ -54,8 +54,10 @@ enum Command {
         #[command(subcommand)]
         command: release_cmd::ReleaseCommand,
     },
-    /// Combine the per-shard records of OUTPUT into provenance.jsonl, checking that every shard is
-    /// there and every image is recorded exactly once (exit 1 otherwise).
+    /// Combine the per-shard records of OUTPUT into provenance.jsonl (and their summaries into
+    /// veil-run.json), checking that every shard is there and finished, that all ran with the same
+    /// veil, models and parameters, and that every image is recorded exactly once. Exit 1 when
+    /// not (nothing is written), or when some images failed.
     Merge {
         output: PathBuf,
         /// The input tree, to check that every input image is accounted for.
@@ -172,8 +174,9 @@ struct DetectArgs {
     /// Worker threads, each with its own single-threaded inference sessions (default: CPU cores).
     #[arg(long, short)]
     jobs: Option<usize>,
-    /// Run up to N same-size face passes of an image (the tiles of the fine pass) as one batch.
-    /// Meant for GPUs; 1 is fastest on CPU (benches/README). Detections do not depend on it.
+    /// Run up to N same-size face passes as one batch: the tiles of the fine pass, and the passes
+    /// of other images of the same size already waiting. Meant for GPUs; 1 is fastest on CPU
+    /// (benches/README). Detections do not depend on it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch: u16,
     /// Per-dataset policy file (TOML; see the README). Its blake3 goes into every record.
@@ -237,8 +240,9 @@ struct RedactArgs {
     #[arg(long)]
     copy_other: bool,
     /// Process only shard K of N (0-based; by a hash of each relative path). Without it, a Slurm
-    /// array task or a Kubernetes indexed Job (with VEIL_SHARD_COUNT) selects its shard itself.
-    /// Each shard writes its own records; `veil merge OUTPUT` combines them.
+    /// array task or a Kubernetes indexed Job (with VEIL_SHARD_COUNT) selects its shard itself;
+    /// `--shard off` runs the whole input even there. Each shard writes its own records;
+    /// `veil merge OUTPUT` combines them.
     #[arg(long)]
     shard: Option<String>,
     /// After the run, re-check every output for leaks (see `veil check`).
@@ -396,7 +400,8 @@ fn redact(a: RedactArgs) -> Result<i32> {
         &[(&face, ObjectClass::Face), (&person, ObjectClass::Person)],
         head,
     )?;
-    let shard = match &a.shard {
+    let shard = match a.shard.as_deref() {
+        Some("off") => None,
         Some(s) => Some(Shard::parse(s)?),
         None => match Shard::from_env(|k| std::env::var(k).ok())? {
             Some((s, from)) => {
@@ -461,7 +466,13 @@ fn redact(a: RedactArgs) -> Result<i32> {
     }
     eprintln!(
         "veil: records in {}",
-        cfg.output.join(veil_ledger::PROVENANCE_FILE).display()
+        cfg.output
+            .join(
+                cfg.shard
+                    .map(|s| s.provenance_file())
+                    .unwrap_or(veil_ledger::PROVENANCE_FILE.into())
+            )
+            .display()
     );
     let mut code = exit::OK;
     if s.failed > 0 {
@@ -528,36 +539,58 @@ fn print_check(r: &veil_pipeline::CheckReport) -> bool {
 
 fn merge(output: &std::path::Path, input: Option<&std::path::Path>) -> Result<i32> {
     let r = veil_pipeline::shard::merge(output, input)?;
+    let esc = |s: &str| progress::escape_controls(s);
     for k in &r.missing_shards {
         eprintln!("veil: MISSING shard {k} of {}", r.shards);
     }
+    for (k, why) in &r.incomplete_shards {
+        eprintln!("veil: INCOMPLETE shard {k} of {}: {}", r.shards, esc(why));
+    }
+    for m in &r.mismatched {
+        eprintln!("veil: MISMATCHED {}", esc(m));
+    }
+    for f in &r.stray_files {
+        eprintln!(
+            "veil: STRAY {} (not a shard K of N with K < N: remove it)",
+            esc(f)
+        );
+    }
     for p in &r.duplicated {
-        eprintln!("veil: DUPLICATED {}", p.escape_debug());
+        eprintln!("veil: DUPLICATED {}", esc(p));
     }
     for p in &r.unaccounted {
-        eprintln!(
-            "veil: UNACCOUNTED {} (no shard recorded it)",
-            p.escape_debug()
-        );
+        eprintln!("veil: UNACCOUNTED {} (no shard recorded it)", esc(p));
     }
     for p in &r.unknown {
-        eprintln!("veil: UNKNOWN {}", p.escape_debug());
+        eprintln!("veil: UNKNOWN {}", esc(p));
     }
-    if r.is_complete() {
-        eprintln!(
-            "veil: merged {} shards, {} records into {}",
-            r.shards,
-            r.records,
-            output.join(veil_ledger::PROVENANCE_FILE).display()
-        );
-        Ok(exit::OK)
-    } else {
+    if !r.is_complete() {
         eprintln!(
             "veil: merge incomplete; {} not written",
             veil_ledger::PROVENANCE_FILE
         );
-        Ok(exit::FAILURES)
+        return Ok(exit::FAILURES);
     }
+    if input.is_none() {
+        eprintln!(
+            "veil: note: without --input, images that no shard listed (added during the run) cannot be found"
+        );
+    }
+    eprintln!(
+        "veil: merged {} shards, {} records into {} (summary in {})",
+        r.shards,
+        r.records,
+        output.join(veil_ledger::PROVENANCE_FILE).display(),
+        veil_ledger::RUN_SUMMARY_FILE
+    );
+    if r.failed > 0 {
+        eprintln!(
+            "veil: {} images failed and have no output (see their records; run the shard again to retry them)",
+            r.failed
+        );
+        return Ok(exit::FAILURES);
+    }
+    Ok(exit::OK)
 }
 
 fn check(a: CheckArgs) -> Result<i32> {

@@ -3,8 +3,10 @@
 mod common;
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use common::*;
+use veil_pipeline::shard::Shard;
 
 #[test]
 fn shards_merged_equal_an_unsharded_run_and_gaps_are_reported() {
@@ -73,4 +75,177 @@ fn shards_merged_equal_an_unsharded_run_and_gaps_are_reported() {
     let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
     assert_eq!(code, 1);
     assert!(err.contains("UNACCOUNTED late-addition.png"), "{err}");
+}
+
+/// The images of `input` (relative paths) that belong to shard K of N.
+fn shard_images(input: &Path, k: u32, n: u32) -> Vec<String> {
+    let shard = Shard::new(k, n).unwrap();
+    let mut names: Vec<String> = fs::read_dir(input)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|p| shard.contains(p))
+        .collect();
+    names.sort();
+    names
+}
+
+fn partial(out: &Path, name: &str) -> PathBuf {
+    out.join(format!(".{name}.veil-partial"))
+}
+
+#[test]
+fn a_shard_cleans_only_its_own_partial_files_and_merge_takes_only_finished_shards() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let (mine, theirs) = (shard_images(&input, 0, 2), shard_images(&input, 1, 2));
+    assert!(
+        !mine.is_empty() && !theirs.is_empty(),
+        "{mine:?} {theirs:?}"
+    );
+    let out = t.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    // Left by a killed run of shard 0, and being written right now by shard 1.
+    fs::write(partial(&out, &mine[0]), b"half").unwrap();
+    fs::write(partial(&out, &theirs[0]), b"in progress").unwrap();
+    let shard = |k: &str, extra: &[&str]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"redact", &input, &out, &"-q", &"--shard"];
+        args.push(&k);
+        for e in extra {
+            args.push(e);
+        }
+        run(&args)
+    };
+    let (code, _, err) = shard("0/2", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!partial(&out, &mine[0]).exists(), "own partial file kept");
+    assert_eq!(
+        fs::read(partial(&out, &theirs[0])).unwrap(),
+        b"in progress",
+        "a shard removed another shard's file"
+    );
+    assert!(err.contains("records in") && err.contains("provenance.shard-0-of-2.jsonl"));
+
+    // Shard 1 killed before its end (no summary): merge refuses to take it as final.
+    let (code, _, err) = shard("1/2", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!partial(&out, &theirs[0]).exists());
+    fs::remove_file(out.join("veil-run.shard-1-of-2.json")).unwrap();
+    let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("INCOMPLETE shard 1 of 2"), "{err}");
+    assert!(!out.join("provenance.jsonl").exists());
+
+    // Run again: it resumes (nothing redone) and writes its summary; the merge stands.
+    let (code, _, err) = shard("1/2", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("0 redone"), "{err}");
+    let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("veil-run.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["images"].as_u64(),
+        Some((mine.len() + theirs.len()) as u64)
+    );
+    // The shard files stay, and a release of the merged tree verifies (they are not extra).
+    let root = t.path().join("releases");
+    let (code, _, err) = release_build(&out, "sample", "1", &root);
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = run(&[
+        &"release",
+        &"verify",
+        &out,
+        &"--release",
+        &"sample@1",
+        &"--root",
+        &root,
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+
+    // A shard run with other parameters cannot be merged with the rest.
+    let (code, _, err) = shard("1/2", &["--threshold", "0.6"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[&"merge", &out]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("MISMATCHED shard 1 ran with other parameters than shard 0"),
+        "{err}"
+    );
+
+    // A file named like shard records that no run can have written is reported, not a panic.
+    let (code, _, err) = shard("1/2", &[]);
+    assert_eq!(code, 0, "{err}");
+    fs::write(out.join("provenance.shard-0-of-0.jsonl"), b"").unwrap();
+    let (code, _, err) = run(&[&"merge", &out]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("STRAY provenance.shard-0-of-0.jsonl"), "{err}");
+}
+
+#[test]
+fn shards_running_at_the_same_time_merge_into_the_unsharded_result() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let whole = t.path().join("whole");
+    assert_eq!(
+        run(&[&"redact", &input, &whole, &"-q", &"--jobs", &"1"]).0,
+        0
+    );
+    let out = t.path().join("out");
+    let children: Vec<_> = (0..3)
+        .map(|k| {
+            veil()
+                .args(["redact".as_ref(), input.as_os_str(), out.as_os_str()])
+                .args(["-q", "--jobs", "1"])
+                .env("JOB_COMPLETION_INDEX", k.to_string())
+                .env("VEIL_SHARD_COUNT", "3")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert_eq!(c.wait().unwrap().code(), Some(0));
+    }
+    let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fs::read_to_string(out.join("provenance.jsonl")).unwrap(),
+        fs::read_to_string(whole.join("provenance.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn half_a_cluster_setting_is_refused_and_shard_off_ignores_the_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let out = t.path().join("out");
+    let redact = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = veil();
+        c.args(["redact".as_ref(), input.as_os_str(), out.as_os_str()])
+            .arg("-q")
+            .args(extra);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // A task ID without a count would run the whole dataset in every task: refused.
+    let o = redact(&[], &[("SLURM_ARRAY_TASK_ID", "1")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("without SLURM_ARRAY_TASK_COUNT"));
+    assert!(!out.join("provenance.jsonl").exists());
+    // `--shard off`: one whole run even inside an array task.
+    let o = redact(
+        &["--shard", "off"],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(provenance(&out).len(), 5);
+    assert!(!out.join("provenance.shard-1-of-4.jsonl").exists());
 }
