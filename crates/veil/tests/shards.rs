@@ -249,3 +249,112 @@ fn half_a_cluster_setting_is_refused_and_shard_off_ignores_the_environment() {
     assert_eq!(provenance(&out).len(), 5);
     assert!(!out.join("provenance.shard-1-of-4.jsonl").exists());
 }
+
+/// The project root (the tests run in the crate's directory).
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn the_slurm_array_script_runs_every_task_and_the_merge_stands() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let out = t.path().join("out");
+    let script = project_root().join("scripts/slurm-redact.sbatch");
+    // As `sbatch --array=1-3` would start it: task IDs 1..3.
+    for id in ["1", "2", "3"] {
+        let o = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&input)
+            .arg(&out)
+            .env("VEIL", env!("CARGO_BIN_EXE_veil"))
+            .env("SLURM_ARRAY_TASK_ID", id)
+            .env("SLURM_ARRAY_TASK_MIN", "1")
+            .env("SLURM_ARRAY_TASK_MAX", "3")
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .env("SLURM_CPUS_PER_TASK", "1")
+            .env("VEIL_DEVICE", "cpu")
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "task {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(provenance(&out).len(), 5);
+    // Not an array task: the script refuses rather than run the whole dataset.
+    let o = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&input)
+        .arg(t.path().join("other"))
+        .env("VEIL", env!("CARGO_BIN_EXE_veil"))
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_kubernetes_job_command_runs_as_each_index() {
+    let manifest = fs::read_to_string(project_root().join("scripts/k8s-redact-job.yaml")).unwrap();
+    let field = |key: &str| {
+        manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(str::trim))
+            .unwrap_or_else(|| panic!("no `{key}` in the manifest"))
+            .to_string()
+    };
+    let command: Vec<String> = serde_json::from_str(&field("command:")).unwrap();
+    let completions: u32 = field("completions:").parse().unwrap();
+    let count_line = manifest
+        .lines()
+        .skip_while(|l| !l.contains("name: VEIL_SHARD_COUNT"))
+        .nth(1)
+        .unwrap();
+    let count = count_line
+        .trim()
+        .trim_start_matches("value:")
+        .trim()
+        .trim_matches('"');
+    assert_eq!(
+        count,
+        completions.to_string(),
+        "VEIL_SHARD_COUNT must equal completions"
+    );
+    assert_eq!(command[..2], ["veil", "redact"]);
+
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("photos");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let out = t.path().join("public");
+    for index in 0..completions {
+        let args: Vec<String> = command[1..]
+            .iter()
+            .map(|a| {
+                a.replace("/data/photos", &input.to_string_lossy())
+                    .replace("/data/public", &out.to_string_lossy())
+            })
+            .map(|a| if a == "auto" { "cpu".into() } else { a })
+            .collect();
+        let o = veil()
+            .args(&args)
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .env("VEIL_SHARD_COUNT", count)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "index {index}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(provenance(&out).len(), 5);
+}
