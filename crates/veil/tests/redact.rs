@@ -479,3 +479,90 @@ fn batching_across_images_changes_no_detection() {
     }
     assert!(regions > 0, "the sample photos have faces");
 }
+
+/// A JPEG of `img` with an EXIF block (a GPS latitude), an XMP packet and a comment spliced in
+/// after SOI: what a phone or a photo editor leaves in a file.
+fn jpeg_with_metadata(img: &image::RgbImage) -> Vec<u8> {
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90)
+        .encode_image(img)
+        .unwrap();
+    // TIFF, little-endian: IFD0 with one entry (GPSInfo -> the GPS IFD at 26), and a GPS IFD
+    // with GPSLatitudeRef = "N".
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x01, 0x00, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(payload);
+        s
+    };
+    let mut out = plain[..2].to_vec();
+    out.extend(segment(0xE1, &[b"Exif\0\0".as_slice(), &tiff].concat()));
+    out.extend(segment(
+        0xE1,
+        b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta xmlns:x='adobe:ns:meta/'/>",
+    ));
+    out.extend(segment(0xFE, b"taken at 12 Example Street"));
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+/// A JPEG in which nothing is found is written by dropping its metadata segments: the output
+/// decodes to exactly the source's pixels and carries none of the metadata. With
+/// `--always-reencode` the same file is re-encoded (clean too, but no longer bit-exact), which
+/// is what shows the first check can fail.
+#[test]
+fn a_jpeg_without_faces_loses_its_metadata_and_keeps_its_exact_pixels() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x / 3) as u8, (y / 2) as u8, ((x * y) % 251) as u8])
+    });
+    let bytes = jpeg_with_metadata(&img);
+    let found = scan(&bytes).metadata;
+    for k in [
+        MetadataKind::ExifGps,
+        MetadataKind::Xmp,
+        MetadataKind::Comment,
+    ] {
+        assert!(found.contains(&k), "the fixture lacks {k:?}: {found:?}");
+    }
+    fs::write(input.join("street.jpg"), &bytes).unwrap();
+    let source = image::load_from_memory(&bytes).unwrap().to_rgb8();
+
+    let outputs = |extra: &[&str]| {
+        let out = t.path().join(format!("out{}", extra.len()));
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"redact", &input, &out, &"-q"];
+        for e in extra {
+            args.push(e);
+        }
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        let rec = &provenance(&out)[0];
+        assert_eq!(rec["status"], "no_detections", "{rec}");
+        let written = fs::read(out.join("street.jpg")).unwrap();
+        assert_eq!(
+            scan(&written).metadata,
+            Vec::<MetadataKind>::new(),
+            "metadata left in the output"
+        );
+        let text = String::from_utf8_lossy(&written);
+        assert!(!text.contains("Example Street") && !text.contains("xmpmeta"));
+        image::load_from_memory(&written).unwrap().to_rgb8()
+    };
+    assert!(
+        outputs(&[]) == source,
+        "the stripped JPEG does not decode to the source's pixels"
+    );
+    assert!(
+        outputs(&["--always-reencode"]) != source,
+        "a re-encoded JPEG decoded to the very same pixels: the check above proves nothing"
+    );
+}
