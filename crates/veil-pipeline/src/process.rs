@@ -237,7 +237,17 @@ pub fn prepare(
 ) -> Result<Prepared, Box<(ProvenanceRecord, StageTimes)>> {
     let mut p = Partial::default();
     let mut permit = None;
-    match prepare_steps(&input_root.join(rel), settings, admit, &mut permit, &mut p) {
+    // Records, releases and takedowns name an image by its UTF-8 path; a name that is not UTF-8
+    // would be recorded under another name than its file's, so it fails (closed) instead.
+    let steps = if rel.to_str().is_none() {
+        Err(fail(FailureStage::Read)(
+            "the file name is not valid UTF-8 (records name images by UTF-8 paths): rename it"
+                .into(),
+        ))
+    } else {
+        prepare_steps(&input_root.join(rel), settings, admit, &mut permit, &mut p)
+    };
+    match steps {
         Ok((bytes, format, decoded, rgb_of_rgba)) => Ok(Prepared {
             permit,
             rel: rel.to_path_buf(),

@@ -1291,3 +1291,36 @@ fn altered_runtime_model_and_release_files_are_named_with_both_hashes() {
         "{err}"
     );
 }
+
+/// A file name that is not UTF-8 cannot be recorded under its own name: the image fails closed
+/// (reported, nothing written under any name, exit 1), and the other images are redacted.
+#[test]
+fn an_image_whose_name_is_not_utf8_fails_closed() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let photos = sample_photos(t.path());
+    let input = t.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    crop(&photos, 1, 96).save(input.join("good.png")).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+    fs::copy(t.path().join("sample/astronaut.png"), input.join(name)).unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    let records = provenance(&out);
+    assert_eq!(records.len(), 2);
+    let bad = records
+        .iter()
+        .find(|r| r["path"] == "caf\u{fffd}.png")
+        .unwrap();
+    assert_eq!(bad["status"], "failed", "{bad}");
+    let good = records.iter().find(|r| r["path"] == "good.png").unwrap();
+    assert_ne!(good["status"], "failed", "{good}");
+    let written: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.as_bytes().ends_with(b".png"))
+        .collect();
+    assert_eq!(written, ["good.png"], "only the good image has an output");
+}
