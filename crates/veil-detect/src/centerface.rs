@@ -245,6 +245,16 @@ impl CenterFace {
                 .map(|&(i, k)| (imgs[i], &plans[i][k]))
                 .collect();
             match self.run_passes(&members, policy.threshold as f32) {
+                // One result per pass, or the batch fails (never a pass without its result).
+                Ok(found) if found.len() != chunk.len() => {
+                    for &(i, _) in &chunk {
+                        failed[i] = Some(format!(
+                            "internal: {} results for a batch of {} passes",
+                            found.len(),
+                            chunk.len()
+                        ));
+                    }
+                }
                 Ok(found) => {
                     for (&(i, k), found) in chunk.iter().zip(found) {
                         per_pass[i][k] = self.to_detections(imgs[i], &plans[i][k], found, policy);
@@ -306,10 +316,15 @@ impl CenterFace {
     }
 }
 
+/// Most network-input pixels of one batch: 32 fine tiles of 1024x1024 (a 400 MB input tensor),
+/// but only two native passes of 12 MP photos, whatever `--batch` says.
+pub const MAX_BATCH_PIXELS: u64 = 32 * 1024 * 1024;
+
 /// Groups the passes of several images, as `(image, pass)` indices, into batches of at most
-/// `batch` passes of one network size: sizes in order of first appearance, and within a size
-/// in image order, then pass order. With one image this is [`same_size_runs`] whenever equal
-/// sizes are consecutive (the fine pass's tiles are).
+/// `batch` passes of one network size, and at most [`MAX_BATCH_PIXELS`] in all (always at least
+/// one pass): sizes in order of first appearance, and within a size in image order, then pass
+/// order. With one image this is [`same_size_runs`] whenever equal sizes are consecutive (the
+/// fine pass's tiles are) and small enough.
 pub fn batches_by_size(plans: &[Vec<Pass>], batch: usize) -> Vec<Vec<(usize, usize)>> {
     // (network size, its passes as (image, pass)), sizes in order of first appearance.
     type Members = Vec<(usize, usize)>;
@@ -325,11 +340,10 @@ pub fn batches_by_size(plans: &[Vec<Pass>], batch: usize) -> Vec<Vec<(usize, usi
     }
     sizes
         .into_iter()
-        .flat_map(|(_, members)| {
-            members
-                .chunks(batch.max(1))
-                .map(|c| c.to_vec())
-                .collect::<Vec<_>>()
+        .flat_map(|((w, h), members)| {
+            let fit = (MAX_BATCH_PIXELS / (u64::from(w) * u64::from(h)).max(1)).max(1);
+            let n = batch.max(1).min(usize::try_from(fit).unwrap_or(usize::MAX));
+            members.chunks(n).map(|c| c.to_vec()).collect::<Vec<_>>()
         })
         .collect()
 }
@@ -373,6 +387,17 @@ fn run_and_decode(
         });
     }
     let (h, w) = (hs[2] as usize, hs[3] as usize);
+    // `decode` places boxes on a grid of stride 4: any other output size would misplace them.
+    let (in_h, in_w) = (input.shape()[2], input.shape()[3]);
+    if (h, w) != (in_h / 4, in_w / 4) {
+        return Err(DetectError::Inference {
+            reason: format!(
+                "heatmap is {w}x{h} for a {in_w}x{in_h} input (stride 4 gives {}x{})",
+                in_w / 4,
+                in_h / 4
+            ),
+        });
+    }
     let plane = h * w;
     if heat.len() < n * plane || scale.len() < 2 * n * plane || offset.len() < 2 * n * plane {
         return Err(DetectError::Inference {
@@ -508,6 +533,42 @@ mod tests {
                 .collect();
             assert_eq!(one, runs, "batch {b}");
         }
+    }
+
+    #[test]
+    fn a_batch_never_exceeds_its_pixel_cap() {
+        // Native passes of 12 MP photos (4000x3008): two per batch whatever --batch says;
+        // fine tiles of 1024x1024: all 32 of a --batch 32.
+        let native = Pass {
+            x: 0.0,
+            y: 0.0,
+            w: 4000.0,
+            h: 3008.0,
+            net_w: 4000,
+            net_h: 3008,
+        };
+        let tile = Pass {
+            net_w: 1024,
+            net_h: 1024,
+            ..native
+        };
+        let plans = vec![vec![native]; 5];
+        let lens: Vec<usize> = batches_by_size(&plans, 32).iter().map(Vec::len).collect();
+        assert_eq!(lens, [2, 2, 1]);
+        let plans = vec![vec![tile; 4]; 10];
+        let lens: Vec<usize> = batches_by_size(&plans, 32).iter().map(Vec::len).collect();
+        assert_eq!(lens, [32, 8]);
+        // A single pass over the cap still runs, alone.
+        let huge = Pass {
+            net_w: 8192,
+            net_h: 8192,
+            ..native
+        };
+        let lens: Vec<usize> = batches_by_size(&[vec![huge; 2]], 8)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(lens, [1, 1]);
     }
 
     /// A synthetic output with one peak: checks centre, size and offset conventions.

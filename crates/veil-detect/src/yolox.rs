@@ -185,6 +185,37 @@ pub fn grid_rows(input_w: u32, input_h: u32) -> usize {
         .sum()
 }
 
+/// Checks that an output of `len` values in rows of `cols` is what [`decode`] expects for an
+/// input of `input_w x input_h`: rows long enough to hold class `class`, and (raw output) exactly
+/// one row per grid cell. A model that answers otherwise fails its images rather than finding
+/// nobody in them.
+pub fn check_output(
+    len: usize,
+    cols: usize,
+    input_w: u32,
+    input_h: u32,
+    class: usize,
+    already_decoded: bool,
+) -> Result<(), String> {
+    if cols <= 5 + class {
+        return Err(format!(
+            "rows of {cols} values cannot hold class {class} (need {})",
+            6 + class
+        ));
+    }
+    if !len.is_multiple_of(cols) {
+        return Err(format!("{len} values are not rows of {cols}"));
+    }
+    let rows = grid_rows(input_w, input_h);
+    if !already_decoded && len / cols != rows {
+        return Err(format!(
+            "{} rows, but a {input_w}x{input_h} input has {rows} grid cells",
+            len / cols
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes raw `[N, cols]` output rows (`tx, ty, tw, th, obj, cls0..`) of one image into boxes in
 /// network-input pixels with score `obj * cls[class]` above `threshold`, before NMS. Rows are the
 /// stride 8, 16 and 32 grids over `input_w x input_h`, each row-major. With `already_decoded` the
@@ -458,6 +489,17 @@ impl Yolox {
                 ),
             });
         }
+        check_output(
+            data.len(),
+            cols,
+            self.input_w,
+            self.input_h,
+            PERSON_CLASS,
+            self.already_decoded,
+        )
+        .map_err(|reason| DetectError::Inference {
+            reason: format!("model `{}`: unexpected output: {reason}", self.name),
+        })?;
         Ok(decode(
             data,
             cols,
@@ -684,6 +726,13 @@ mod tests {
         let rows = planted();
         assert!(decode(&rows[..rows.len() - 1], 85, 416, 416, 0, 0.1, false).is_empty());
         assert!(decode(&[0.9; 10], 85, 416, 416, 0, 0.1, false).is_empty());
+        // ...which is why a run checks the output first and fails the image instead.
+        let cells = grid_rows(416, 416);
+        assert!(check_output(cells * 85, 85, 416, 416, PERSON_CLASS, false).is_ok());
+        assert!(check_output((cells - 1) * 85, 85, 416, 416, PERSON_CLASS, false).is_err());
+        assert!(check_output(cells * 5, 5, 416, 416, PERSON_CLASS, false).is_err());
+        assert!(check_output(cells * 85 + 1, 85, 416, 416, PERSON_CLASS, false).is_err());
+        assert!(check_output(7 * 85, 85, 416, 416, PERSON_CLASS, true).is_ok());
         assert!(decode(&[0.9; 10], 85, 416, 416, 0, 0.1, true).is_empty());
         assert!(
             decode(&rows, 85, 416, 416, 80, 0.1, false).is_empty(),

@@ -194,8 +194,9 @@ impl Prepared {
         w as u64 * h as u64
     }
 
-    pub fn rel_str(&self) -> &str {
-        &self.rel_str
+    /// The image's path relative to the input root.
+    pub fn rel(&self) -> &Path {
+        &self.rel
     }
 }
 
@@ -310,18 +311,28 @@ pub fn finish(
     done
 }
 
-/// The record of an image that failed before any work could be done on it.
-pub fn failed_record(
+/// Concludes an image as failed outside the normal steps (a stage crashed, or could not hand it
+/// on): its record, and no output left behind (an earlier run's output at its name is removed).
+pub fn fail_closed(
+    output_root: &Path,
+    rel: &Path,
     rel_str: &str,
     settings: &ImageSettings,
     stage: FailureStage,
     reason: &str,
-) -> ProvenanceRecord {
+) -> (ProvenanceRecord, StageTimes) {
     let failure = Failure {
         stage,
         reason: reason.to_string(),
     };
-    record(rel_str, settings, Partial::default(), Err(failure))
+    conclude(
+        output_root,
+        rel,
+        rel_str,
+        settings,
+        Partial::default(),
+        Err(failure),
+    )
 }
 
 fn record(

@@ -454,12 +454,14 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         .images
         .retain(|p| !done.contains(rel_string(p).as_str()));
     drop(done);
-    let prov = Mutex::new(
+    // The records file, and whether a failed append may have left a torn line behind.
+    let prov = Mutex::new((
         fs::OpenOptions::new()
             .append(true)
             .open(&prov_path)
             .map_err(|e| PipelineError::io(&prov_path, e))?,
-    );
+        false,
+    ));
     let stage_times = Mutex::new(veil_ledger::StageTimes::default());
     let shape = crate::stages::Shape::for_run(jobs, detectors.len(), cfg.detectors.batch);
 
@@ -473,10 +475,40 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add(&times);
-        // Appended only after the output file is complete (renamed) or removed.
-        if let Ok(line) = serde_json::to_string(&record) {
-            let mut f = prov.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(f, "{line}").and_then(|_| f.sync_data());
+        // Appended only after the output file is complete (renamed) or removed. An output
+        // whose record cannot be written does not stand: it is removed and the image fails.
+        let mut record = record;
+        let appended = serde_json::to_string(&record)
+            .map_err(std::io::Error::other)
+            .and_then(|line| {
+                let mut guard = prov.lock().unwrap_or_else(|e| e.into_inner());
+                let (f, torn) = &mut *guard;
+                // After a failed append, start on a fresh line: one torn line, not two records
+                // run together.
+                let lead = if *torn { "\n" } else { "" };
+                *torn = true;
+                writeln!(f, "{lead}{line}")?;
+                *torn = false;
+                f.sync_data()
+            });
+        if let Err(e) = appended {
+            if record.status != ImageStatus::Failed {
+                let rel = Path::new(&record.path);
+                if let (Ok(dir), Some(name)) = (
+                    crate::process::output_dir(&cfg.output, rel, false),
+                    rel.file_name(),
+                ) {
+                    let _ = fs::remove_file(dir.join(name));
+                }
+            }
+            record.status = ImageStatus::Failed;
+            record.output_blake3 = None;
+            record.output_size = None;
+            record.error_stage = Some(veil_core::FailureStage::Write);
+            record.error = Some(format!(
+                "its record could not be written to {}: {e} (its output was removed)",
+                prov_path.display()
+            ));
         }
         progress.event(ProgressEvent::ImageDone {
             path: record.path.clone(),

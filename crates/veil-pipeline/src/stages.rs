@@ -123,21 +123,39 @@ impl Shape {
     }
 }
 
+/// Most photos of 12 MP the budget holds for batching (3 GB of RGB pixels): small photos still
+/// fill large batches under it, and a slow GPU cannot let decoders run gigabytes ahead.
+pub const MAX_BATCHING_PHOTOS: u64 = 64;
+
 /// Photos of 12 MP the budget holds: one per worker and one decoded ahead; with batches, two
-/// full batches per session (one running, one queued).
+/// full batches per session (one running, one queued), up to [`MAX_BATCHING_PHOTOS`].
 fn photos_in_flight(jobs: usize, feed: usize, batch: usize) -> u64 {
+    let per_worker = jobs as u64 + 1;
     if batch > 1 {
-        (jobs as u64 + 1).max(2 * feed as u64)
+        per_worker.max((2 * feed as u64).min(MAX_BATCHING_PHOTOS))
     } else {
-        jobs as u64 + 1
+        per_worker
     }
 }
 
 /// An image on its way from detect to finish.
 type Detected = (Prepared, Result<Vec<Detection>, String>, f64);
 
+/// The message of a caught panic, for the failure reason.
+fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// Runs `images` (relative to `input`) through the three stages. `done` gets every image's
 /// record once its output is written or removed, from whichever thread finished it.
+///
+/// Every image gets exactly one record, whatever fails: each step of a stage runs under
+/// `catch_unwind` (a panic fails that image, closed, with the panic's message), and each
+/// queue's receiver belongs to its stage's threads, so should they all be gone, the stage
+/// before concludes its images as failed instead of waiting on them.
 pub fn run_staged<D: Detector>(
     images: &[PathBuf],
     input: &Path,
@@ -152,15 +170,20 @@ pub fn run_staged<D: Detector>(
     let queue = shape.max_images.max(1);
     let (to_detect, detect_rx) = sync_channel::<Prepared>(queue);
     let (to_finish, finish_rx) = sync_channel::<Detected>(queue);
-    let detect_rx = Mutex::new(detect_rx);
-    let finish_rx = Mutex::new(finish_rx);
-    // An image that can no longer reach the next stage is concluded as failed (no output).
-    let fail_closed = |item: Prepared, why: &str| {
+    let detect_rx = Arc::new(Mutex::new(detect_rx));
+    let finish_rx = Arc::new(Mutex::new(finish_rx));
+    // `done` reports and records; a panic there (it should have none) must not stop a stage.
+    let done = |record: ProvenanceRecord, times: StageTimes| {
+        let _ = catch_unwind(AssertUnwindSafe(|| done(record, times)));
+    };
+    let done = &done;
+    // An image that crashed its stage, or can no longer reach the next one: failed, no output.
+    let crashed = |rel: &Path, stage: FailureStage, why: String| {
         let (record, times) =
-            process::finish(output, item, Err(format!("internal: {why}")), 0.0, settings);
+            process::fail_closed(output, rel, &rel_string(rel), settings, stage, &why);
         done(record, times);
     };
-    let fail_closed = &fail_closed;
+    let crashed = &crashed;
     std::thread::scope(|s| {
         for _ in 0..shape.decoders.max(1) {
             let to_detect = to_detect.clone();
@@ -169,12 +192,29 @@ pub fn run_staged<D: Detector>(
                 while let Some(rel) = images.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let rel_str = rel_string(rel);
                     let admit = |pixels: u64| budget.admit(pixels);
-                    match process::prepare(input, output, rel, &rel_str, settings, Some(&admit)) {
-                        Err(concluded) => done(concluded.0, concluded.1),
-                        Ok(item) => {
+                    let prepared = catch_unwind(AssertUnwindSafe(|| {
+                        process::prepare(input, output, rel, &rel_str, settings, Some(&admit))
+                    }));
+                    match prepared {
+                        Err(e) => crashed(
+                            rel,
+                            FailureStage::Decode,
+                            format!(
+                                "internal: crashed (panic) while decoding: {}",
+                                panic_message(&*e)
+                            ),
+                        ),
+                        Ok(Err(concluded)) => done(concluded.0, concluded.1),
+                        Ok(Ok(item)) => {
                             if let Err(back) = to_detect.send(item) {
                                 // Only if every detect thread is gone.
-                                fail_closed(back.0, "no detector running");
+                                let rel = back.0.rel().to_path_buf();
+                                drop(back);
+                                crashed(
+                                    &rel,
+                                    FailureStage::Detect,
+                                    "internal: no detector running".into(),
+                                );
                             }
                         }
                     }
@@ -184,9 +224,9 @@ pub fn run_staged<D: Detector>(
         drop(to_detect);
         for mut detector in detectors {
             let to_finish = to_finish.clone();
-            let detect_rx = &detect_rx;
+            let detect_rx = Arc::clone(&detect_rx);
             s.spawn(move || {
-                while let Some(items) = take(detect_rx, shape.images_per_detect) {
+                while let Some(items) = take(&detect_rx, shape.images_per_detect) {
                     let t = Instant::now();
                     let found = {
                         let imgs: Vec<&image::RgbImage> = items.iter().map(|i| i.rgb()).collect();
@@ -200,45 +240,50 @@ pub fn run_staged<D: Detector>(
                                 ));
                                 imgs.len()
                             ],
-                            Err(_) => vec![Err("detector crashed (panic)".into()); imgs.len()],
+                            Err(e) => vec![
+                                Err(format!("detector crashed (panic): {}", panic_message(&*e)));
+                                imgs.len()
+                            ],
                         }
                     };
                     // A batch's time is shared evenly by its images.
                     let seconds = t.elapsed().as_secs_f64() / items.len() as f64;
                     for (item, found) in items.into_iter().zip(found) {
                         if let Err(back) = to_finish.send((item, found, seconds)) {
-                            fail_closed(back.0 .0, "no finisher running");
+                            let rel = back.0 .0.rel().to_path_buf();
+                            drop(back);
+                            crashed(&rel, FailureStage::Redact, "internal: no finisher running".into());
                         }
                     }
                 }
             });
         }
+        drop(detect_rx);
         drop(to_finish);
         for _ in 0..shape.finishers.max(1) {
-            let finish_rx = &finish_rx;
+            let finish_rx = Arc::clone(&finish_rx);
             s.spawn(move || loop {
                 let msg = finish_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                 let Ok((item, found, seconds)) = msg else {
                     break;
                 };
-                let rel_str = item.rel_str().to_string();
-                let (record, times) = match catch_unwind(AssertUnwindSafe(|| {
+                let rel = item.rel().to_path_buf();
+                match catch_unwind(AssertUnwindSafe(|| {
                     process::finish(output, item, found, seconds, settings)
                 })) {
-                    Ok(r) => r,
-                    Err(_) => (
-                        process::failed_record(
-                            &rel_str,
-                            settings,
-                            FailureStage::Redact,
-                            "internal: crashed (panic) while finishing",
+                    Ok((record, times)) => done(record, times),
+                    Err(e) => crashed(
+                        &rel,
+                        FailureStage::Redact,
+                        format!(
+                            "internal: crashed (panic) while finishing: {}",
+                            panic_message(&*e)
                         ),
-                        StageTimes::default(),
                     ),
-                };
-                done(record, times);
+                }
             });
         }
+        drop(finish_rx);
     });
 }
 
@@ -313,5 +358,85 @@ mod tests {
         let gpu = Shape::for_run(16, 2, 32);
         assert!(gpu.max_images >= 64, "two full batches can queue");
         assert_eq!(gpu.images_per_detect, 32);
+        assert_eq!(gpu.max_pixels, 64 * PIXELS_PER_WORKER);
+        // --batch 256 on two sessions: the pixel budget stays at 64 photos of 12 MP.
+        let big = Shape::for_run(16, 2, 256);
+        assert_eq!(big.max_pixels, MAX_BATCHING_PHOTOS * PIXELS_PER_WORKER);
+    }
+
+    /// Panics on images whose first pixel is pure red; finds nothing elsewhere.
+    struct PanicsOnRed;
+
+    impl Detector for PanicsOnRed {
+        fn detect(&mut self, img: &image::RgbImage) -> Result<Vec<Detection>, String> {
+            assert!(img.get_pixel(0, 0).0 != [255, 0, 0], "red marker");
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_panicking_detector_or_reporter_fails_only_its_images_and_every_image_gets_one_record() {
+        let t = tempfile::tempdir().unwrap();
+        let (input, output) = (t.path().join("in"), t.path().join("out"));
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::create_dir_all(&output).unwrap();
+        let mut images = Vec::new();
+        for i in 0..8u8 {
+            let red = i.is_multiple_of(3);
+            let img = image::RgbImage::from_fn(64, 48, |x, y| {
+                if red && (x, y) == (0, 0) {
+                    image::Rgb([255, 0, 0])
+                } else {
+                    image::Rgb([i * 20, (x * 3) as u8, (y * 5) as u8])
+                }
+            });
+            let name = format!("{i}.png");
+            img.save(input.join(&name)).unwrap();
+            // An earlier run's output: it must not stand for an image that fails now.
+            std::fs::write(output.join(&name), b"old output").unwrap();
+            images.push(PathBuf::from(name));
+        }
+        let settings = ImageSettings {
+            policy: crate::policy::Policy::default(),
+            policy_blake3: None,
+            max_pixels: 1 << 24,
+            jpeg_quality: 90,
+            models: vec![],
+            params: serde_json::json!({}),
+            params_blake3: String::new(),
+            lossless_strip: true,
+        };
+        let records = Mutex::new(Vec::new());
+        let calls = AtomicUsize::new(0);
+        // The first report panics after recording (as `eprintln!` on a closed pipe would).
+        let done = |r: ProvenanceRecord, _: StageTimes| {
+            records.lock().unwrap().push(r);
+            assert!(calls.fetch_add(1, Ordering::SeqCst) > 0, "reporter broke");
+        };
+        run_staged(
+            &images,
+            &input,
+            &output,
+            &settings,
+            vec![PanicsOnRed, PanicsOnRed],
+            Shape::for_run(2, 2, 1),
+            &done,
+        );
+        let mut records = records.into_inner().unwrap();
+        records.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(records.len(), 8, "one record per image");
+        for r in &records {
+            let i: u8 = r.path.trim_end_matches(".png").parse().unwrap();
+            let out = std::fs::read(output.join(&r.path)).ok();
+            if i.is_multiple_of(3) {
+                assert_eq!(r.status, veil_core::ImageStatus::Failed, "{}", r.path);
+                let why = r.error.clone().unwrap_or_default();
+                assert!(why.contains("panic") && why.contains("red marker"), "{why}");
+                assert_eq!(out, None, "{}: a failed image keeps no output", r.path);
+            } else {
+                assert_eq!(r.status, veil_core::ImageStatus::NoDetections, "{}", r.path);
+                assert_ne!(out.as_deref(), Some(b"old output".as_slice()), "{}", r.path);
+            }
+        }
     }
 }

@@ -48,11 +48,11 @@ impl Progress {
         let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
         match bar.as_ref() {
             Some(b) => b.println(msg),
+            // Not `eprintln!`: it panics when stderr is a closed pipe (`veil redact ... 2>&1 |
+            // head`), and this runs on the pipeline's threads. A lost line must not stop a run.
             None => {
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!("{msg}");
-                }
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr().lock(), "{msg}");
             }
         }
     }
@@ -132,7 +132,7 @@ impl ProgressSink for Progress {
                     p.last = now;
                     let secs = now.duration_since(p.started).as_secs_f64().max(1e-9);
                     let rate = p.done as f64 / secs;
-                    let eta = (p.total - p.done) as f64 / rate.max(1e-9);
+                    let eta = p.total.saturating_sub(p.done) as f64 / rate.max(1e-9);
                     let msg = format!(
                         "veil: {}/{} {unit} ({rate:.1} {unit}/s, ETA {eta:.0} s)",
                         p.done,
