@@ -6,9 +6,12 @@ Run on a machine with an NVIDIA GPU after `veil models fetch --gpu`:
     python3 benches/gpu_batch.py INPUT_DIR [--veil target/release/veil] [--jobs 4] [--batches 1,8,32]
 
 For each batch size it runs `veil redact INPUT OUT --device cuda --batch N --fresh -q` once as a
-warm-up and once timed, then prints images/s, peak RSS (GNU time) and the share of worker time
-per stage from OUT/veil-run.json (`stage_seconds`). Results go to benches/results/gpu_batch-*.json.
-Standard library only.
+warm-up and once timed, then prints images/s, peak RSS (from wait4, so no GNU time is needed) and
+the share of worker time per stage from OUT/veil-run.json (`stage_seconds`). Results go to
+benches/results/gpu_batch-*.json (or --results DIR). Standard library only.
+
+On the device machine of this workplace (which can fetch nothing), see benches/README.md,
+"Benchmark 3 on the device machine": scripts/device-bundle.sh and benches/gpu_device.sh.
 """
 import argparse
 import json
@@ -21,12 +24,17 @@ import time
 
 
 def run(veil, inp, out, device, batch, jobs):
-    cmd = ["/usr/bin/time", "-f", "%M", veil, "redact", inp, out, "--device", device,
+    cmd = [veil, "redact", inp, out, "--device", device,
            "--batch", str(batch), "--jobs", str(jobs), "--fresh", "-q"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
     if p.returncode not in (0, 1):
-        sys.exit(f"veil failed ({p.returncode}):\n{p.stderr}")
-    rss_kb = int(p.stderr.strip().splitlines()[-1])
+        sys.exit(f"veil failed ({p.returncode}):\n{stderr}")
+    rss_kb = usage.ru_maxrss  # KB on Linux
     with open(os.path.join(out, "veil-run.json")) as f:
         summary = json.load(f)
     return summary, rss_kb
@@ -39,6 +47,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--results", default="benches/results")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,8 +68,8 @@ def main():
             rows.append(row)
             shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["stage_share"].items())
             print(f"batch {b:>3}: {row['images_per_second']:.2f} img/s, {row['peak_rss_mb']} MB, {shares}")
-    os.makedirs("benches/results", exist_ok=True)
-    path = time.strftime("benches/results/gpu_batch-%Y-%m-%dT%H%M%S.json")
+    os.makedirs(args.results, exist_ok=True)
+    path = os.path.join(args.results, time.strftime("gpu_batch-%Y-%m-%dT%H%M%S.json"))
     with open(path, "w") as f:
         json.dump({"host": platform.node(), "input": args.input, "rows": rows}, f, indent=1)
     print(f"results: {path}")
