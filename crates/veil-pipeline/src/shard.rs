@@ -156,6 +156,9 @@ pub struct MergeReport {
     pub unaccounted: Vec<String>,
     /// Recorded paths that are not in the input.
     pub unknown: Vec<String>,
+    /// Records of written images whose output is missing, not a regular file, or not of the
+    /// recorded size.
+    pub missing_outputs: Vec<String>,
 }
 
 impl MergeReport {
@@ -167,6 +170,7 @@ impl MergeReport {
             && self.duplicated.is_empty()
             && self.unaccounted.is_empty()
             && self.unknown.is_empty()
+            && self.missing_outputs.is_empty()
     }
 }
 
@@ -348,6 +352,21 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
             .unknown
             .extend(by_path.keys().filter(|p| !wanted.contains(*p)).cloned());
     }
+    // Every recorded output is there, as a regular file of the recorded size (a stat each; the
+    // hashes are checked by `veil release build` and `verify`).
+    report.missing_outputs = by_path
+        .values()
+        .filter(|r| r.status != veil_core::ImageStatus::Failed)
+        .filter(|r| {
+            let rel = Path::new(&r.path);
+            let meta = crate::process::output_dir(output, rel, false)
+                .ok()
+                .zip(rel.file_name())
+                .and_then(|(dir, name)| std::fs::symlink_metadata(dir.join(name)).ok());
+            !meta.is_some_and(|m| m.is_file() && Some(m.len()) == r.output_size)
+        })
+        .map(|r| r.path.clone())
+        .collect();
     report.records = by_path.len();
     report.failed = by_path
         .values()

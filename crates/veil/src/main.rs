@@ -56,8 +56,8 @@ enum Command {
     },
     /// Combine the per-shard records of OUTPUT into provenance.jsonl (and their summaries into
     /// veil-run.json), checking that every shard is there and finished, that all ran with the same
-    /// veil, models and parameters, and that every image is recorded exactly once. Exit 1 when
-    /// not (nothing is written), or when some images failed.
+    /// veil, models and parameters, that every image is recorded exactly once, and that every
+    /// recorded output is there. Exit 1 when not (nothing is written), or when some images failed.
     Merge {
         output: PathBuf,
         /// The input tree, to check that every input image is accounted for.
@@ -563,6 +563,12 @@ fn merge(output: &std::path::Path, input: Option<&std::path::Path>) -> Result<i3
     }
     for p in &r.unknown {
         eprintln!("veil: UNKNOWN {}", esc(p));
+    }
+    for p in &r.missing_outputs {
+        eprintln!(
+            "veil: OUTPUT MISSING {} (recorded as written; run its shard again)",
+            esc(p)
+        );
     }
     if !r.is_complete() {
         eprintln!(

@@ -70,6 +70,19 @@ fn shards_merged_equal_an_unsharded_run_and_gaps_are_reported() {
         );
     }
 
+    // A recorded output that is gone (or changed size) is reported; the merge waits for it.
+    let victim = provenance(&whole)
+        .iter()
+        .find(|r| r["status"] != "failed")
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .unwrap();
+    let kept = fs::read(out.join(&victim)).unwrap();
+    fs::write(out.join(&victim), b"truncated").unwrap();
+    let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("OUTPUT MISSING {victim}")), "{err}");
+    fs::write(out.join(&victim), kept).unwrap();
+
     // An input image that no shard processed is reported.
     fs::copy(input.join("coffee.png"), input.join("late-addition.png")).unwrap();
     let (code, _, err) = run(&[&"merge", &out, &"--input", &input]);
