@@ -357,6 +357,27 @@ fn inference(e: ort::Error) -> DetectError {
     }
 }
 
+/// The heatmap's `(h, w)` when its shape is what [`decode`] expects for a batch of `n` inputs of
+/// `in_h x in_w`: `[n, 1, in_h / 4, in_w / 4]` (stride 4). Any other size would place the boxes
+/// in the wrong spots, so it is an error, never a guess.
+pub fn heatmap_size(
+    shape: &[i64],
+    n: usize,
+    in_h: usize,
+    in_w: usize,
+) -> Result<(usize, usize), String> {
+    match shape {
+        [b, _, h, w] if *b as usize == n && (*h as usize, *w as usize) == (in_h / 4, in_w / 4) => {
+            Ok((*h as usize, *w as usize))
+        }
+        _ => Err(format!(
+            "heatmap has shape {shape:?} for a batch of {n} at {in_w}x{in_h} (stride 4 gives [{n}, 1, {}, {}])",
+            in_h / 4,
+            in_w / 4
+        )),
+    }
+}
+
 /// Runs `session` on an `[N,3,H,W]` tensor and decodes each of the N images.
 fn run_and_decode(
     session: &mut Session,
@@ -381,23 +402,9 @@ fn run_and_decode(
     let (hs, heat) = get("537")?;
     let (_, scale) = get("538")?;
     let (_, offset) = get("539")?;
-    if hs.len() != 4 || hs[0] as usize != n {
-        return Err(DetectError::Inference {
-            reason: format!("heatmap has shape {hs:?} for a batch of {n}"),
-        });
-    }
-    let (h, w) = (hs[2] as usize, hs[3] as usize);
-    // `decode` places boxes on a grid of stride 4: any other output size would misplace them.
     let (in_h, in_w) = (input.shape()[2], input.shape()[3]);
-    if (h, w) != (in_h / 4, in_w / 4) {
-        return Err(DetectError::Inference {
-            reason: format!(
-                "heatmap is {w}x{h} for a {in_w}x{in_h} input (stride 4 gives {}x{})",
-                in_w / 4,
-                in_h / 4
-            ),
-        });
-    }
+    let (h, w) =
+        heatmap_size(&hs, n, in_h, in_w).map_err(|reason| DetectError::Inference { reason })?;
     let plane = h * w;
     if heat.len() < n * plane || scale.len() < 2 * n * plane || offset.len() < 2 * n * plane {
         return Err(DetectError::Inference {
@@ -569,6 +576,20 @@ mod tests {
             .map(Vec::len)
             .collect();
         assert_eq!(lens, [1, 1]);
+    }
+
+    #[test]
+    fn a_heatmap_of_another_size_or_batch_is_an_error() {
+        assert_eq!(heatmap_size(&[2, 1, 120, 160], 2, 480, 640), Ok((120, 160)));
+        assert!(
+            heatmap_size(&[2, 1, 60, 80], 2, 480, 640).is_err(),
+            "stride 8"
+        );
+        assert!(
+            heatmap_size(&[1, 1, 120, 160], 2, 480, 640).is_err(),
+            "batch"
+        );
+        assert!(heatmap_size(&[2, 120, 160], 2, 480, 640).is_err(), "rank");
     }
 
     /// A synthetic output with one peak: checks centre, size and offset conventions.

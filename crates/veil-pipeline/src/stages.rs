@@ -141,6 +141,42 @@ fn photos_in_flight(jobs: usize, feed: usize, batch: usize) -> u64 {
 /// An image on its way from detect to finish.
 type Detected = (Prepared, Result<Vec<Detection>, String>, f64);
 
+/// The receiving end of a stage's queue, shared by the stage's threads.
+struct Inbox<T> {
+    rx: Mutex<Receiver<T>>,
+    members: AtomicUsize,
+}
+
+impl<T> Inbox<T> {
+    fn new(rx: Receiver<T>, members: usize) -> Self {
+        Self {
+            rx: Mutex::new(rx),
+            members: AtomicUsize::new(members),
+        }
+    }
+}
+
+/// A stage thread's membership of its inbox. The last member to leave (normally once the queue
+/// is closed and empty, so there is nothing left; early only if the stage crashed, or when the
+/// stage has no thread at all) stays to conclude everything still coming with `orphan`, until
+/// the stage before is done: no image is ever left in a queue without a record, and no sender
+/// waits on a queue that nobody reads.
+struct Member<'a, T> {
+    inbox: &'a Inbox<T>,
+    orphan: &'a (dyn Fn(T) + Sync),
+}
+
+impl<T> Drop for Member<'_, T> {
+    fn drop(&mut self) {
+        if self.inbox.members.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let rx = self.inbox.rx.lock().unwrap_or_else(|e| e.into_inner());
+            while let Ok(item) = rx.recv() {
+                (self.orphan)(item);
+            }
+        }
+    }
+}
+
 /// The message of a caught panic, for the failure reason.
 fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
     e.downcast_ref::<&str>()
@@ -153,9 +189,9 @@ fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
 /// record once its output is written or removed, from whichever thread finished it.
 ///
 /// Every image gets exactly one record, whatever fails: each step of a stage runs under
-/// `catch_unwind` (a panic fails that image, closed, with the panic's message), and each
-/// queue's receiver belongs to its stage's threads, so should they all be gone, the stage
-/// before concludes its images as failed instead of waiting on them.
+/// `catch_unwind` (a panic fails that image, closed, with the panic's message), and should a
+/// stage's threads all be gone, the last one out concludes the images still coming to it as
+/// failed (see [`Member`]).
 pub fn run_staged<D: Detector>(
     images: &[PathBuf],
     input: &Path,
@@ -170,8 +206,8 @@ pub fn run_staged<D: Detector>(
     let queue = shape.max_images.max(1);
     let (to_detect, detect_rx) = sync_channel::<Prepared>(queue);
     let (to_finish, finish_rx) = sync_channel::<Detected>(queue);
-    let detect_rx = Arc::new(Mutex::new(detect_rx));
-    let finish_rx = Arc::new(Mutex::new(finish_rx));
+    let detect_inbox = Inbox::new(detect_rx, detectors.len().max(1));
+    let finish_inbox = Inbox::new(finish_rx, shape.finishers.max(1));
     // `done` reports and records; a panic there (it should have none) must not stop a stage.
     let done = |record: ProvenanceRecord, times: StageTimes| {
         let _ = catch_unwind(AssertUnwindSafe(|| done(record, times)));
@@ -184,6 +220,25 @@ pub fn run_staged<D: Detector>(
         done(record, times);
     };
     let crashed = &crashed;
+    let detect_orphan = |item: Prepared| {
+        let rel = item.rel().to_path_buf();
+        drop(item);
+        crashed(
+            &rel,
+            FailureStage::Detect,
+            "internal: no detector running".into(),
+        );
+    };
+    let finish_orphan = |(item, _, _): Detected| {
+        let rel = item.rel().to_path_buf();
+        drop(item);
+        crashed(
+            &rel,
+            FailureStage::Redact,
+            "internal: no finisher running".into(),
+        );
+    };
+    let (detect_orphan, finish_orphan) = (&detect_orphan, &finish_orphan);
     std::thread::scope(|s| {
         for _ in 0..shape.decoders.max(1) {
             let to_detect = to_detect.clone();
@@ -222,11 +277,24 @@ pub fn run_staged<D: Detector>(
             });
         }
         drop(to_detect);
+        let detect_inbox = &detect_inbox;
+        if detectors.is_empty() {
+            // No detect thread: one that only concludes every image as failed.
+            s.spawn(move || {
+                drop(Member {
+                    inbox: detect_inbox,
+                    orphan: detect_orphan,
+                })
+            });
+        }
         for mut detector in detectors {
             let to_finish = to_finish.clone();
-            let detect_rx = Arc::clone(&detect_rx);
             s.spawn(move || {
-                while let Some(items) = take(&detect_rx, shape.images_per_detect) {
+                let _member = Member {
+                    inbox: detect_inbox,
+                    orphan: detect_orphan,
+                };
+                while let Some(items) = take(&detect_inbox.rx, shape.images_per_detect) {
                     let t = Instant::now();
                     let found = {
                         let imgs: Vec<&image::RgbImage> = items.iter().map(|i| i.rgb()).collect();
@@ -258,32 +326,40 @@ pub fn run_staged<D: Detector>(
                 }
             });
         }
-        drop(detect_rx);
         drop(to_finish);
+        let finish_inbox = &finish_inbox;
         for _ in 0..shape.finishers.max(1) {
-            let finish_rx = Arc::clone(&finish_rx);
-            s.spawn(move || loop {
-                let msg = finish_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                let Ok((item, found, seconds)) = msg else {
-                    break;
+            s.spawn(move || {
+                let _member = Member {
+                    inbox: finish_inbox,
+                    orphan: finish_orphan,
                 };
-                let rel = item.rel().to_path_buf();
-                match catch_unwind(AssertUnwindSafe(|| {
-                    process::finish(output, item, found, seconds, settings)
-                })) {
-                    Ok((record, times)) => done(record, times),
-                    Err(e) => crashed(
-                        &rel,
-                        FailureStage::Redact,
-                        format!(
-                            "internal: crashed (panic) while finishing: {}",
-                            panic_message(&*e)
+                loop {
+                    let msg = finish_inbox
+                        .rx
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .recv();
+                    let Ok((item, found, seconds)) = msg else {
+                        break;
+                    };
+                    let rel = item.rel().to_path_buf();
+                    match catch_unwind(AssertUnwindSafe(|| {
+                        process::finish(output, item, found, seconds, settings)
+                    })) {
+                        Ok((record, times)) => done(record, times),
+                        Err(e) => crashed(
+                            &rel,
+                            FailureStage::Redact,
+                            format!(
+                                "internal: crashed (panic) while finishing: {}",
+                                panic_message(&*e)
+                            ),
                         ),
-                    ),
+                    }
                 }
             });
         }
-        drop(finish_rx);
     });
 }
 
@@ -437,6 +513,60 @@ mod tests {
                 assert_eq!(r.status, veil_core::ImageStatus::NoDetections, "{}", r.path);
                 assert_ne!(out.as_deref(), Some(b"old output".as_slice()), "{}", r.path);
             }
+        }
+    }
+
+    #[test]
+    fn with_no_detect_thread_every_image_still_gets_a_failed_record() {
+        let t = tempfile::tempdir().unwrap();
+        let (input, output) = (t.path().join("in"), t.path().join("out"));
+        std::fs::create_dir_all(&input).unwrap();
+        let images: Vec<PathBuf> = (0..12)
+            .map(|i| {
+                let name = format!("{i}.png");
+                image::RgbImage::from_pixel(32, 24, image::Rgb([i * 10, 0, 0]))
+                    .save(input.join(&name))
+                    .unwrap();
+                PathBuf::from(name)
+            })
+            .collect();
+        let settings = ImageSettings {
+            policy: crate::policy::Policy::default(),
+            policy_blake3: None,
+            max_pixels: 1 << 24,
+            jpeg_quality: 90,
+            models: vec![],
+            params: serde_json::json!({}),
+            params_blake3: String::new(),
+            lossless_strip: true,
+        };
+        let records = Mutex::new(Vec::new());
+        // A budget of 4 images: were the queued images never concluded, the run would hang.
+        let shape = Shape {
+            max_images: 4,
+            ..Shape::for_run(2, 1, 1)
+        };
+        run_staged(
+            &images,
+            &input,
+            &output,
+            &settings,
+            Vec::<PanicsOnRed>::new(),
+            shape,
+            &|r: ProvenanceRecord, _: StageTimes| records.lock().unwrap().push(r),
+        );
+        let records = records.into_inner().unwrap();
+        assert_eq!(records.len(), 12, "one record per image");
+        for r in &records {
+            assert_eq!(r.status, veil_core::ImageStatus::Failed, "{}", r.path);
+            assert!(
+                r.error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("no detector running"),
+                "{r:?}"
+            );
+            assert!(!output.join(&r.path).exists());
         }
     }
 }
