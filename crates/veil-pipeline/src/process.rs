@@ -200,10 +200,18 @@ impl Prepared {
     }
 }
 
+/// Removes whatever exists under the output name of `rel`, so the output tree never holds a file
+/// this run did not verify and record. Only through real directories: with a link on the way the
+/// file is not in the output tree, and is left alone. A link at the output name itself is removed
+/// (that never touches its target).
+pub fn remove_output(output_root: &Path, rel: &Path) {
+    if let (Ok(dir), Some(name)) = (output_dir(output_root, rel, false), rel.file_name()) {
+        let _ = fs::remove_file(dir.join(name));
+    }
+}
+
 /// Concludes an image: on failure, whatever may exist under the output name from an earlier run
-/// is removed, so the output tree never holds a file this run did not verify. Only through real
-/// directories: with a link on the way the file is not in the output tree, and is left alone. A
-/// link at the output name itself is removed (that never touches its target).
+/// is removed ([`remove_output`]).
 fn conclude(
     output_root: &Path,
     rel: &Path,
@@ -213,9 +221,7 @@ fn conclude(
     result: Result<(String, u64), Failure>,
 ) -> (ProvenanceRecord, StageTimes) {
     if result.is_err() {
-        if let (Ok(dir), Some(name)) = (output_dir(output_root, rel, false), rel.file_name()) {
-            let _ = fs::remove_file(dir.join(name));
-        }
+        remove_output(output_root, rel);
     }
     let times = p.times;
     (record(rel_str, settings, p, result), times)
@@ -670,6 +676,21 @@ pub fn write_output(output_root: &Path, rel: &Path, bytes: &[u8]) -> Result<(), 
         .map_err(|e| format!("{}: {e}", dest.display()))
 }
 
+/// Settings for unit tests: the default policy, no models, lossless strip on.
+#[cfg(test)]
+pub(crate) fn test_settings() -> ImageSettings {
+    ImageSettings {
+        policy: Policy::default(),
+        policy_blake3: None,
+        max_pixels: 1 << 24,
+        jpeg_quality: 90,
+        models: vec![],
+        params: serde_json::json!({}),
+        params_blake3: String::new(),
+        lossless_strip: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,16 +704,7 @@ mod tests {
     }
 
     fn settings() -> ImageSettings {
-        ImageSettings {
-            policy: Policy::default(),
-            policy_blake3: None,
-            max_pixels: 1 << 24,
-            jpeg_quality: 90,
-            models: vec![],
-            params: serde_json::json!({}),
-            params_blake3: String::new(),
-            lossless_strip: true,
-        }
+        test_settings()
     }
 
     /// Deterministic detailed test picture (so blurring measurably removes detail).

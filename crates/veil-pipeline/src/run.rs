@@ -493,13 +493,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             });
         if let Err(e) = appended {
             if record.status != ImageStatus::Failed {
-                let rel = Path::new(&record.path);
-                if let (Ok(dir), Some(name)) = (
-                    crate::process::output_dir(&cfg.output, rel, false),
-                    rel.file_name(),
-                ) {
-                    let _ = fs::remove_file(dir.join(name));
-                }
+                crate::process::remove_output(&cfg.output, Path::new(&record.path));
             }
             record.status = ImageStatus::Failed;
             record.output_blake3 = None;

@@ -472,16 +472,7 @@ mod tests {
             std::fs::write(output.join(&name), b"old output").unwrap();
             images.push(PathBuf::from(name));
         }
-        let settings = ImageSettings {
-            policy: crate::policy::Policy::default(),
-            policy_blake3: None,
-            max_pixels: 1 << 24,
-            jpeg_quality: 90,
-            models: vec![],
-            params: serde_json::json!({}),
-            params_blake3: String::new(),
-            lossless_strip: true,
-        };
+        let settings = process::test_settings();
         let records = Mutex::new(Vec::new());
         let calls = AtomicUsize::new(0);
         // The first report panics after recording (as `eprintln!` on a closed pipe would).
@@ -530,16 +521,7 @@ mod tests {
                 PathBuf::from(name)
             })
             .collect();
-        let settings = ImageSettings {
-            policy: crate::policy::Policy::default(),
-            policy_blake3: None,
-            max_pixels: 1 << 24,
-            jpeg_quality: 90,
-            models: vec![],
-            params: serde_json::json!({}),
-            params_blake3: String::new(),
-            lossless_strip: true,
-        };
+        let settings = process::test_settings();
         let records = Mutex::new(Vec::new());
         // A budget of 4 images: were the queued images never concluded, the run would hang.
         let shape = Shape {
