@@ -81,6 +81,94 @@ pub struct RuntimeInfo {
     pub cuda_available: bool,
     /// Directory with CUDA/cuDNN libraries provisioned beside the GPU runtime, if any.
     pub cuda_libs: Option<PathBuf>,
+    /// Why preloading from `cuda_libs` stopped short, per group (`CUDA`, `cuDNN`), if it did: the
+    /// CUDA provider then finds what is missing on the loader's path or fails to register.
+    pub cuda_preload_problems: Vec<String>,
+    /// The CUDA execution provider's settings sessions on a GPU use.
+    pub cuda_tuning: CudaTuning,
+}
+
+/// How cuDNN picks a convolution algorithm (ONNX Runtime's `cudnn_conv_algo_search`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvSearch {
+    /// Benchmark every algorithm once per new input shape (ONNX Runtime's default).
+    Exhaustive,
+    /// cuDNN's heuristics: no per-shape benchmark.
+    Heuristic,
+}
+
+/// The CUDA execution provider's settings. Chosen from measurements on an H200 (README,
+/// "Devices"); `VEIL_CUDA_CONV_SEARCH=exhaustive|heuristic` and `VEIL_CUDA_TF32=0|1` override
+/// them for tuning on other GPUs. None of them changes which detections are recorded beyond
+/// the tolerance the CUDA equality test allows, so they are execution settings, not parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CudaTuning {
+    pub conv_search: ConvSearch,
+    /// TensorFloat-32 in convolutions: faster on Ampere and later, but scores move by up to
+    /// about 1e-3 against the CPU. Off by default: the GPU gives the CPU's answers.
+    pub tf32: bool,
+}
+
+impl CudaTuning {
+    /// The defaults, overridden by `VEIL_CUDA_CONV_SEARCH` and `VEIL_CUDA_TF32`.
+    pub fn from_env() -> Result<Self, DetectError> {
+        let mut t = CudaTuning {
+            conv_search: ConvSearch::Heuristic,
+            tf32: false,
+        };
+        if let Some(v) = std::env::var_os("VEIL_CUDA_CONV_SEARCH").filter(|v| !v.is_empty()) {
+            t.conv_search = match v.to_string_lossy().as_ref() {
+                "exhaustive" => ConvSearch::Exhaustive,
+                "heuristic" => ConvSearch::Heuristic,
+                other => {
+                    return Err(DetectError::Runtime {
+                        reason: format!(
+                            "VEIL_CUDA_CONV_SEARCH is `{other}`; set it to exhaustive or heuristic, or unset it"
+                        ),
+                    })
+                }
+            };
+        }
+        if let Some(v) = std::env::var_os("VEIL_CUDA_TF32").filter(|v| !v.is_empty()) {
+            t.tf32 = match v.to_string_lossy().as_ref() {
+                "1" => true,
+                "0" => false,
+                other => {
+                    return Err(DetectError::Runtime {
+                        reason: format!(
+                            "VEIL_CUDA_TF32 is `{other}`; set it to 0 or 1, or unset it"
+                        ),
+                    })
+                }
+            };
+        }
+        Ok(t)
+    }
+
+    fn provider(&self, device_id: i32) -> ort::ep::CUDA {
+        ort::ep::CUDA::default()
+            .with_device_id(device_id)
+            .with_conv_algorithm_search(match self.conv_search {
+                ConvSearch::Exhaustive => ort::ep::cuda::ConvAlgorithmSearch::Exhaustive,
+                ConvSearch::Heuristic => ort::ep::cuda::ConvAlgorithmSearch::Heuristic,
+            })
+            .with_tf32(self.tf32)
+    }
+}
+
+impl std::fmt::Display for CudaTuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let search = match self.conv_search {
+            ConvSearch::Exhaustive => "exhaustive",
+            ConvSearch::Heuristic => "heuristic",
+        };
+        write!(
+            f,
+            "cuDNN conv search {search}, TF32 {}",
+            if self.tf32 { "on" } else { "off" }
+        )
+    }
 }
 
 static RUNTIME: OnceLock<Result<(ort::environment::Environment, RuntimeInfo), String>> =
@@ -173,10 +261,19 @@ fn init_inner(
         .map_err(|e| DetectError::Runtime {
             reason: e.to_string(),
         })?;
+    let cuda_tuning = CudaTuning::from_env()?;
+    let mut cuda_preload_problems = Vec::new();
     if let Some(dir) = &cuda_libs {
         // After the runtime is loaded (ort would otherwise try an implicit load and panic), before
-        // any session. Best effort: a missing library is reported when the provider is registered.
-        let _ = ort::ep::cuda::preload_dylibs(Some(dir), Some(dir));
+        // any session. Each group on its own: ort stops at the first library it cannot load, and
+        // a missing CUDA library must not keep cuDNN from loading. A missing library is reported
+        // by `veil doctor` and when the provider is registered.
+        if let Err(e) = ort::ep::cuda::preload_dylibs(Some(dir), None) {
+            cuda_preload_problems.push(format!("CUDA: {e}"));
+        }
+        if let Err(e) = ort::ep::cuda::preload_dylibs(None, Some(dir)) {
+            cuda_preload_problems.push(format!("cuDNN: {e}"));
+        }
     }
     let cuda_available = <ort::ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false);
     let info = RuntimeInfo {
@@ -186,6 +283,8 @@ fn init_inner(
         build_info: ort::info().to_string(),
         cuda_available,
         cuda_libs,
+        cuda_preload_problems,
+        cuda_tuning,
     };
     Ok((env, info))
 }
@@ -256,17 +355,24 @@ pub fn create_session(
                     info.library.display()
                 ));
             }
-            let ep = ort::ep::CUDA::default()
-                .with_device_id(id)
-                .build()
-                .error_on_failure();
+            let ep = info.cuda_tuning.provider(id).build().error_on_failure();
             let mut b = base()
                 .map_err(|e| e.to_string())?
                 .with_execution_providers([ep])
                 .map_err(|e| e.to_string())?;
             b.commit_from_memory(model_bytes)
                 .map_err(|e| e.to_string().trim().to_string())
-        })();
+        })()
+        .map_err(|why| {
+            // What preloading could not find is usually why the provider failed.
+            let mut why = why;
+            if let Some(dir) = &info.cuda_libs {
+                for p in &info.cuda_preload_problems {
+                    why.push_str(&format!("; preloading from {}: {p}", dir.display()));
+                }
+            }
+            why
+        });
         match attempt {
             Ok(s) => return Ok((s, Device::Cuda(id))),
             Err(reason) if request == DeviceRequest::Auto => {

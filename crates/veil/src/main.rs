@@ -257,6 +257,12 @@ struct RedactArgs {
     /// After the run (and the re-check), write the review page OUTPUT/report/index.html.
     #[arg(long)]
     report: bool,
+    /// Instead of running the detectors, give every image the detections recorded for the same
+    /// path and bytes in FILE (an earlier run's provenance.jsonl); an image without such a record
+    /// fails. For measuring everything but inference (benches/README) and for re-redacting with
+    /// another obfuscation setting. Records name FILE's blake3 as their model.
+    #[arg(long, value_name = "FILE")]
+    replay_detections: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -433,6 +439,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         copy_other: a.copy_other,
         fresh: a.fresh,
         always_reencode: a.always_reencode,
+        replay: a.replay_detections.clone(),
     };
     let progress = progress::Progress::new(a.quiet);
     let result = veil_pipeline::run(&cfg, &progress);
@@ -753,6 +760,12 @@ fn doctor(device: &str) -> Result<i32> {
     );
     if let Some(d) = &info.cuda_libs {
         println!("CUDA libraries:  {}", d.display());
+        for p in &info.cuda_preload_problems {
+            println!("  not preloaded: {p}");
+        }
+    }
+    if info.cuda_available {
+        println!("CUDA settings:   {}", info.cuda_tuning);
     }
     let mut problems = 0;
     for m in &manifest.models {
