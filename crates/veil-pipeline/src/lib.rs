@@ -11,6 +11,7 @@ pub mod encode;
 pub mod fusion;
 pub mod policy;
 pub mod process;
+pub mod replay;
 pub mod resume;
 mod run;
 pub mod shard;

@@ -27,6 +27,27 @@ pub trait Detector: Send {
     fn detect_many(&mut self, imgs: &[&RgbImage]) -> Vec<Result<Vec<Detection>, String>> {
         imgs.iter().map(|img| self.detect(img)).collect()
     }
+
+    /// [`Detector::detect_many`] with the source of each image, which is what the pipeline calls.
+    /// Only a detector whose answer depends on the source rather than the pixels (replaying
+    /// recorded detections, [`crate::replay`]) overrides it.
+    fn detect_sources(
+        &mut self,
+        sources: &[Source<'_>],
+        imgs: &[&RgbImage],
+    ) -> Vec<Result<Vec<Detection>, String>> {
+        let _ = sources;
+        self.detect_many(imgs)
+    }
+}
+
+/// Where an image being detected came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Its path relative to the input root, `/`-separated (as in its record).
+    pub path: &'a str,
+    /// blake3 of its bytes.
+    pub blake3: Option<&'a str>,
 }
 
 /// Settings shared by every image of a run.
@@ -192,6 +213,14 @@ impl Prepared {
     pub fn pixels(&self) -> u64 {
         let (w, h) = self.decoded.image.dimensions();
         w as u64 * h as u64
+    }
+
+    /// Its path and source hash, as its record will name them.
+    pub fn source(&self) -> Source<'_> {
+        Source {
+            path: &self.rel_str,
+            blake3: self.p.source_blake3.as_deref(),
+        }
     }
 
     /// The image's path relative to the input root.

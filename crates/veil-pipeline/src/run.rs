@@ -59,6 +59,9 @@ pub struct RunConfig {
     /// Re-encode every JPEG, also those in which nothing was detected (default: those are
     /// written losslessly without their metadata).
     pub always_reencode: bool,
+    /// Replay the detections recorded in this `provenance.jsonl` instead of running the
+    /// detectors ([`crate::replay`]).
+    pub replay: Option<PathBuf>,
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
@@ -145,6 +148,21 @@ impl Detector for Detectors {
         all.into_iter()
             .map(|r| r.map(|dets| fusion::fuse(dets, 0.3, head_fallback)))
             .collect()
+    }
+}
+
+/// What the detect stage of a run runs.
+enum DetectStage {
+    Run(Vec<Detectors>),
+    Replay(Vec<crate::replay::Replay>),
+}
+
+impl DetectStage {
+    fn len(&self) -> usize {
+        match self {
+            DetectStage::Run(d) => d.len(),
+            DetectStage::Replay(d) => d.len(),
+        }
     }
 }
 
@@ -329,16 +347,32 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
 
     // Models and runtime: verified before load; fetched on first use.
     cfg.detectors.policy.validate()?;
-    let Loaded {
-        detectors,
-        device,
-        models,
-    } = load_detectors_for(
-        &cfg.detectors,
-        jobs.min(listing.images.len().max(1)),
-        CUDA_SESSIONS.min(jobs),
-        progress,
-    )?;
+    let (detectors, device, models) = match &cfg.replay {
+        Some(file) => {
+            let replay = crate::replay::Replay::load(file)?;
+            let model =
+                crate::replay::Replay::model_ref(file).map_err(|e| PipelineError::io(file, e))?;
+            // Two threads hand out recorded detections: far more than the other stages need.
+            (
+                DetectStage::Replay(vec![replay; 2]),
+                "replay".to_string(),
+                vec![model],
+            )
+        }
+        None => {
+            let Loaded {
+                detectors,
+                device,
+                models,
+            } = load_detectors_for(
+                &cfg.detectors,
+                jobs.min(listing.images.len().max(1)),
+                CUDA_SESSIONS.min(jobs),
+                progress,
+            )?;
+            (DetectStage::Run(detectors), device.to_string(), models)
+        }
+    };
     let params = params_json(cfg);
     let params_blake3 = blake3::hash(
         serde_json::to_string(&params)
@@ -512,15 +546,15 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         });
         tally.lock().unwrap_or_else(|e| e.into_inner()).add(record);
     };
-    crate::stages::run_staged(
-        &listing.images,
-        &cfg.input,
-        &cfg.output,
-        &settings,
-        detectors,
-        shape,
-        &done,
-    );
+    let (images, input, output) = (&listing.images, &cfg.input, &cfg.output);
+    match detectors {
+        DetectStage::Run(d) => {
+            crate::stages::run_staged(images, input, output, &settings, d, shape, &done)
+        }
+        DetectStage::Replay(d) => {
+            crate::stages::run_staged(images, input, output, &settings, d, shape, &done)
+        }
+    }
     let seconds = t0.elapsed().as_secs_f64();
     drop(prov);
 
@@ -551,7 +585,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         finished_at: now_rfc3339(),
         input: cfg.input.display().to_string(),
         output: cfg.output.display().to_string(),
-        device: device.to_string(),
+        device,
         workers: jobs,
         images: tally.images,
         redacted: tally.redacted,

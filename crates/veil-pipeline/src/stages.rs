@@ -298,7 +298,10 @@ pub fn run_staged<D: Detector>(
                     let t = Instant::now();
                     let found = {
                         let imgs: Vec<&image::RgbImage> = items.iter().map(|i| i.rgb()).collect();
-                        match catch_unwind(AssertUnwindSafe(|| detector.detect_many(&imgs))) {
+                        let sources: Vec<_> = items.iter().map(|i| i.source()).collect();
+                        match catch_unwind(AssertUnwindSafe(|| {
+                            detector.detect_sources(&sources, &imgs)
+                        })) {
                             Ok(found) if found.len() == imgs.len() => found,
                             Ok(found) => vec![
                                 Err(format!(
