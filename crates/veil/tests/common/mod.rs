@@ -8,8 +8,13 @@ use std::process::{Command, Output};
 
 use image::{GrayImage, RgbImage};
 
+/// The binary under test: the one cargo built, or `VEIL_TEST_BIN` when a compiled test runs on
+/// another machine than the one it was built on (the GPU device, benches/gpu_device.sh).
 pub fn veil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_veil"))
+    match std::env::var_os("VEIL_TEST_BIN").filter(|v| !v.is_empty()) {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_veil")),
+    }
 }
 
 /// Runs veil with `args`, returning (exit code, stdout, stderr).
@@ -67,11 +72,14 @@ pub fn ensure_yolox() -> Option<PathBuf> {
     Some(file)
 }
 
-/// `../shared` beside the project root, or None (with a plain SKIPPED line) when absent.
+/// `../shared` beside the project root (or `VEIL_SHARED_DIR`, for a compiled test carried to
+/// another machine), or None (with a plain SKIPPED line) when absent.
 pub fn shared(sub: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(sub);
+    let root = match std::env::var_os("VEIL_SHARED_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    };
+    let p = root.join(sub);
     if p.exists() {
         Some(p)
     } else {
