@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Prepares .device/ (ignored by git) for benchmark 3 (CUDA at --batch 1, 8, 32) on this
-# workplace's device machine, which can fetch nothing and receives at most 64 MiB per call.
-# See benches/README.md, "Benchmark 3 on the device machine".
+# Prepares .device/ (ignored by git) for the CUDA checks and benchmarks of benches/gpu_device.sh
+# on this workplace's device machine, which can fetch nothing and receives at most 64 MiB per
+# call. See benches/README.md, "CUDA on the device machine".
 #
 #   bash scripts/device-bundle.sh        # after `cargo build --release` and `veil models fetch`
 #
 # Makes:
-#   .device/base/   the stripped veil binary, the verified models, the shared face photos
-#   .device/pN/     the onnxruntime-gpu and onnxruntime files veil pins (tar.xz, 197 MB: the
-#                   CUDA provider alone is 284 MB), in parts that fit one device call each
+#   .device/base/   the stripped veil binary and the compiled CUDA equality test (xz), the
+#                   verified CenterFace model, and the shared photos and person model laid out
+#                   as ../shared is (for VEIL_SHARED_DIR)
+#   .device/pN/     the onnxruntime-gpu and onnxruntime files veil pins (one tar.xz: the CUDA
+#                   provider alone is 284 MB), cut so that each device call stays under 64 MiB
 # The NVIDIA CUDA 13 and cuDNN 9 libraries are not bundled: the device machine has them in its
 # PyTorch environment, and benches/gpu_device.sh links them where veil looks for them.
 set -euo pipefail
@@ -16,21 +18,28 @@ cd "$(dirname "$0")/.."
 VEIL=${VEIL:-target/release/veil}
 CACHE=${VEIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/veil}
 CALL_BYTES=${CALL_BYTES:-66000000}   # under 64 MiB (67,108,864 bytes)
+SHARED=../shared
 [[ -x $VEIL ]] || { echo "device-bundle: build first: cargo build --release" >&2; exit 2; }
+[[ -d $SHARED/images/faces ]] || { echo "device-bundle: needs $SHARED (the shared photos)" >&2; exit 2; }
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >>.git/info/exclude
 
 rm -rf .device
-mkdir -p .device/base/models .device/base/photos .device/work
+mkdir -p .device/base/models .device/base/shared/images .device/base/shared/models .device/work
 strip -o .device/base/veil "$VEIL"
+xz -T0 -6 .device/base/veil
+# The CUDA equality test (crates/veil/tests/cuda.rs), compiled here: the device has no Rust.
+test_bin=$(cargo test --release -p veil --test cuda --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cuda" and m.get("executable"):
+        print(m["executable"])')
+strip -o .device/base/cuda-test "$test_bin"
+xz -T0 -6 .device/base/cuda-test
 "$VEIL" models fetch >/dev/null
 cp "$CACHE/models/centerface.onnx" .device/base/models/
-xz -T0 -6 .device/base/veil
-[[ -f $CACHE/models/yolox-nano.onnx ]] && cp "$CACHE/models/yolox-nano.onnx" .device/base/models/
-if [[ -d ../shared/images/faces ]]; then
-  cp ../shared/images/faces/* .device/base/photos/
-else
-  "$VEIL" sample .device/base/photos >/dev/null
-fi
+cp -r "$SHARED/images/faces" "$SHARED/images/persons" .device/base/shared/images/
+cp "$SHARED/models/yolox_nano.onnx" .device/base/shared/models/
 
 # The CUDA runtime: exactly the files models.toml pins for [runtime.cuda], from the wheel pip
 # fetches.
@@ -47,15 +56,20 @@ with zipfile.ZipFile(wheel) as z:
         with z.open("onnxruntime/capi/" + name) as src, open(os.path.join(out, name), "wb") as dst:
             dst.write(src.read())
 PY
-# The CPU runtime too (verified by `veil models fetch` above), for a CPU baseline on the same node.
+# The CPU runtime too (verified by `veil models fetch` above), for the CPU side of the equality
+# test and the CPU baseline on the same node.
 cp -r "$CACHE/runtime/onnxruntime-1.31.1" .device/work/rt/
+rm -rf .device/work/rt/onnxruntime-1.31.1/wheels
 tar -C .device/work/rt -cf - . | xz -T0 -6 >.device/work/runtime.tar.xz
-# Parts sized so that each call stays under 64 MiB with the working tree (about 2 MB): the first
-# travels with .device/base.
+# Parts sized so that each call stays under 64 MiB with the working tree: the first travels
+# with .device/base.
 python3 - "$CALL_BYTES" <<'PY'
-import os, sys
+import os, subprocess, sys
 call = int(sys.argv[1])
-tree = 4_000_000
+tree = sum(os.path.getsize(f) for f in subprocess.run(
+    ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+    capture_output=True, check=True).stdout.decode().split("\0") if f and os.path.isfile(f))
+tree += 500_000
 base = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(".device/base") for f in fs)
 sizes = [call - tree - base] + [call - tree] * 99
 with open(".device/work/runtime.tar.xz", "rb") as src:

@@ -11,7 +11,10 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use veil_core::{nms, BBox, Detection, ObjectClass};
 
+use std::sync::Arc;
+
 use crate::scales::{plan_passes, DetectPolicy, Pass};
+use crate::shape_sessions::{padded_shape, ShapeSessions};
 use crate::DetectError;
 
 pub const STRIDE: usize = 4;
@@ -110,6 +113,11 @@ pub struct CenterFace {
     batch: usize,
     /// Shared session for large passes, if any.
     large: Option<SharedSession>,
+    /// Sessions by input shape, shared by every worker (GPUs; [`crate::shape_sessions`]).
+    by_shape: Option<Arc<ShapeSessions>>,
+    /// Whether large passes wait for [`crate::runtime::large_pass_gate`]: on the CPU, where
+    /// their activations set the peak memory; not on a GPU, whose sessions run their own passes.
+    gated: bool,
 }
 
 impl std::fmt::Debug for CenterFace {
@@ -129,7 +137,24 @@ impl CenterFace {
             shrink: None,
             batch: 1,
             large: None,
+            by_shape: None,
+            gated: true,
         }
+    }
+
+    /// Runs every pass on the session `pool` keeps for its input shape (batches padded to a
+    /// power of two) instead of this worker's own: for GPUs, where a session that changes shape
+    /// re-plans every convolution ([`crate::shape_sessions`]).
+    pub fn with_shape_sessions(mut self, pool: Arc<ShapeSessions>) -> Self {
+        self.by_shape = Some(pool);
+        self
+    }
+
+    /// Large passes run on this session without waiting for the others' (for GPU sessions:
+    /// their activations are in GPU memory, and the passes of several sessions overlap there).
+    pub fn ungated(mut self) -> Self {
+        self.gated = false;
+        self
     }
 
     /// Runs up to this many same-size passes of one image (the tiles of the fine pass) as one
@@ -167,6 +192,9 @@ impl CenterFace {
         input: &Array4<f32>,
         threshold: f32,
     ) -> Result<Vec<Vec<(BBox, f32)>>, DetectError> {
+        if let Some(pool) = &self.by_shape {
+            return run_on_shape_session(pool, input, threshold);
+        }
         // Per image of the batch: batches of tiles are an explicit request for more memory.
         let pixels = input.shape()[2] * input.shape()[3];
         if pixels <= crate::runtime::SHRINK_ABOVE_PIXELS {
@@ -185,7 +213,7 @@ impl CenterFace {
                 run_and_decode(&mut session, None, input, threshold)
             }
             _ => {
-                let _one_at_a_time = crate::runtime::large_pass_gate();
+                let _one_at_a_time = self.gated.then(crate::runtime::large_pass_gate);
                 run_and_decode(&mut self.session, opts, input, threshold)
             }
         }
@@ -376,6 +404,26 @@ pub fn heatmap_size(
             in_w / 4
         )),
     }
+}
+
+/// Runs `input` on the pool's session for its padded shape; the padding's results are dropped.
+fn run_on_shape_session(
+    pool: &ShapeSessions,
+    input: &Array4<f32>,
+    threshold: f32,
+) -> Result<Vec<Vec<(BBox, f32)>>, DetectError> {
+    let shape = padded_shape(input.shape());
+    let session = pool.session_for(shape)?;
+    let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
+    let n = input.shape()[0];
+    if shape[0] == n {
+        return run_and_decode(&mut session, None, input, threshold);
+    }
+    let mut padded = Array4::<f32>::zeros(shape);
+    padded.slice_mut(ndarray::s![..n, .., .., ..]).assign(input);
+    let mut found = run_and_decode(&mut session, None, &padded, threshold)?;
+    found.truncate(n);
+    Ok(found)
 }
 
 /// Runs `session` on an `[N,3,H,W]` tensor and decodes each of the N images.

@@ -11,6 +11,7 @@ pub mod onnx_edit;
 pub mod provision;
 pub mod runtime;
 pub mod scales;
+pub mod shape_sessions;
 pub mod yolox;
 
 pub use centerface::{
@@ -21,3 +22,4 @@ pub use error::DetectError;
 pub use manifest::{Family, Manifest, ModelSpec};
 pub use runtime::{Device, DeviceRequest, RuntimeInfo};
 pub use scales::{plan_passes, DetectPolicy, Pass};
+pub use shape_sessions::ShapeSessions;

@@ -133,3 +133,43 @@ fn batches_across_images_find_each_images_own_faces() {
         want[2].len()
     );
 }
+
+/// Sessions by input shape (what GPU runs use, here on the CPU): every pass on the session kept
+/// for its shape, batches padded to a power of two, the least recently used shape dropped at
+/// capacity. Each photo gets exactly the faces one session gives it.
+#[test]
+fn sessions_by_shape_find_the_same_faces_and_keep_one_session_per_shape() {
+    let Some(faces) = shared_faces() else { return };
+    let manifest = Manifest::builtin().unwrap();
+    let quiet = |_: &str| {};
+    let (env, info) = runtime::init(&manifest, DeviceRequest::Cpu, &quiet).unwrap();
+    let spec = manifest.model("centerface").unwrap();
+    let path = provision::ensure_model(spec, &quiet).unwrap();
+    let bytes = runtime::read_verified_model(&path, &spec.blake3).unwrap();
+    let factory = move || {
+        let quiet = |_: &str| {};
+        runtime::create_session(env, info, &bytes, DeviceRequest::Cpu, 1, &quiet).map(|(s, _)| s)
+    };
+    let pool = std::sync::Arc::new(veil_detect::ShapeSessions::new(Box::new(factory), 2));
+    let mut by_shape = model(3).with_shape_sessions(pool.clone());
+    let mut plain = model(1);
+    let policy = DetectPolicy::default();
+    // Three sizes, so the capacity of two is exceeded and shapes come back.
+    for name in ["t1.jpg", "zidane.jpg", "bus.jpg", "t1.jpg"] {
+        let img = image::open(faces.join(name)).unwrap().to_rgb8();
+        let got = by_shape.detect(&img, &policy).unwrap();
+        let want = plain.detect(&img, &policy).unwrap();
+        assert!(!want.is_empty(), "{name}: no faces found");
+        assert_same_faces(name, &got, &want);
+        let shapes = pool.shapes();
+        assert!(shapes.len() <= 2, "{name}: {shapes:?}");
+        for s in &shapes {
+            assert!(s[0].is_power_of_two(), "{name}: batch padded: {s:?}");
+        }
+    }
+    assert!(
+        pool.created() > 2,
+        "shapes were dropped at capacity and made again: {}",
+        pool.created()
+    );
+}

@@ -186,6 +186,42 @@ impl std::fmt::Debug for Loaded {
 /// its batch on the CPU while the other's runs on the device; more would only split the batches.
 pub const CUDA_SESSIONS: usize = 2;
 
+/// Sessions by input shape on a GPU ([`veil_detect::shape_sessions`]): at most this many, shared
+/// by the detect threads; `VEIL_CUDA_SHAPE_SESSIONS` sets another number (0 turns them off:
+/// every detect thread runs all shapes on its own session).
+pub const CUDA_SHAPE_SESSIONS: usize = 8;
+
+fn cuda_shape_sessions() -> Result<usize, PipelineError> {
+    match std::env::var("VEIL_CUDA_SHAPE_SESSIONS") {
+        Err(_) => Ok(CUDA_SHAPE_SESSIONS),
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 256)
+            .ok_or_else(|| {
+                PipelineError::Usage(format!(
+                    "VEIL_CUDA_SHAPE_SESSIONS is `{v}`; set it to a number from 0 to 256, or unset it"
+                ))
+            }),
+    }
+}
+
+/// [`CUDA_SESSIONS`], or `VEIL_CUDA_SESSIONS` (1 to 64) for tuning on other GPUs.
+fn cuda_sessions() -> Result<usize, PipelineError> {
+    match std::env::var("VEIL_CUDA_SESSIONS") {
+        Err(_) => Ok(CUDA_SESSIONS),
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| {
+                PipelineError::Usage(format!(
+                    "VEIL_CUDA_SESSIONS is `{v}`; set it to a number from 1 to 64, or unset it"
+                ))
+            }),
+    }
+}
+
 /// Loads (provisioning and verifying first) the configured models, one session per worker.
 pub fn load_detectors(
     cfg: &DetectorConfig,
@@ -250,6 +286,8 @@ pub fn load_detectors_for(
         .collect();
     let mut device_used = None;
     let mut large_pass: Option<veil_detect::SharedSession> = None;
+    // On a GPU: the sessions by input shape all workers share (None inside when turned off).
+    let mut shape_pool: Option<Option<std::sync::Arc<veil_detect::ShapeSessions>>> = None;
     let mut n = cpu.max(1);
     let mut detectors = Vec::with_capacity(n);
     while detectors.len() < n {
@@ -277,9 +315,11 @@ pub fn load_detectors_for(
                 Family::Centerface => {
                     let mut scales = cfg.face_scales;
                     scales.threshold = cfg.policy.face.threshold;
-                    // One extra session, shared by all workers and using as many threads as
-                    // there are workers, for the large passes that run one at a time.
-                    if large_pass.is_none() && n > 1 {
+                    // On the CPU, one extra session, shared by all workers and using as many
+                    // threads as there are workers, for the large passes that run one at a
+                    // time. On a GPU every session runs its own passes, large ones too.
+                    let on_gpu = matches!(device, runtime::Device::Cuda(_));
+                    if large_pass.is_none() && n > 1 && !on_gpu {
                         let (shared, _) =
                             runtime::create_session(env, info, bytes, device.into(), n, &notice)?;
                         large_pass = Some(std::sync::Arc::new(std::sync::Mutex::new(shared)));
@@ -288,6 +328,29 @@ pub fn load_detectors_for(
                         CenterFace::new(session, spec.name.clone()).with_batch(cfg.batch);
                     if let Some(shared) = &large_pass {
                         model = model.with_large_pass_session(shared.clone());
+                    }
+                    if on_gpu {
+                        model = model.ungated();
+                        if shape_pool.is_none() {
+                            let capacity = cuda_shape_sessions()?;
+                            if capacity > 0 {
+                                let bytes: std::sync::Arc<[u8]> = bytes.as_slice().into();
+                                let request = DeviceRequest::from(device);
+                                let factory = move || {
+                                    let quiet = |_: &str| {};
+                                    runtime::create_session(env, info, &bytes, request, 1, &quiet)
+                                        .map(|(s, _)| s)
+                                };
+                                shape_pool = Some(Some(std::sync::Arc::new(
+                                    veil_detect::ShapeSessions::new(Box::new(factory), capacity),
+                                )));
+                            } else {
+                                shape_pool = Some(None);
+                            }
+                        }
+                        if let Some(Some(pool)) = &shape_pool {
+                            model = model.with_shape_sessions(pool.clone());
+                        }
                     }
                     d.face = Some((model, scales));
                 }
@@ -367,7 +430,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             } = load_detectors_for(
                 &cfg.detectors,
                 jobs.min(listing.images.len().max(1)),
-                CUDA_SESSIONS.min(jobs),
+                cuda_sessions()?.min(jobs),
                 progress,
             )?;
             (DetectStage::Run(detectors), device.to_string(), models)
