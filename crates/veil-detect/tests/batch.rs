@@ -10,16 +10,21 @@ use veil_detect::{
     Manifest,
 };
 
-fn model(batch: usize) -> CenterFace {
+/// A new CPU session of the verified CenterFace model.
+fn session() -> ort::session::Session {
     let manifest = Manifest::builtin().unwrap();
     let quiet = |_: &str| {};
     let (env, info) = runtime::init(&manifest, DeviceRequest::Cpu, &quiet).unwrap();
     let spec = manifest.model("centerface").unwrap();
     let path = provision::ensure_model(spec, &quiet).unwrap();
     let bytes = runtime::read_verified_model(&path, &spec.blake3).unwrap();
-    let (session, _) =
-        runtime::create_session(env, info, &bytes, DeviceRequest::Cpu, 1, &quiet).unwrap();
-    CenterFace::new(session, "centerface").with_batch(batch)
+    runtime::create_session(env, info, &bytes, DeviceRequest::Cpu, 1, &quiet)
+        .unwrap()
+        .0
+}
+
+fn model(batch: usize) -> CenterFace {
+    CenterFace::new(session(), "centerface").with_batch(batch)
 }
 
 /// `../shared/images/faces`, or `None` after saying SKIPPED.
@@ -140,16 +145,7 @@ fn batches_across_images_find_each_images_own_faces() {
 #[test]
 fn sessions_by_shape_find_the_same_faces_and_keep_one_session_per_shape() {
     let Some(faces) = shared_faces() else { return };
-    let manifest = Manifest::builtin().unwrap();
-    let quiet = |_: &str| {};
-    let (env, info) = runtime::init(&manifest, DeviceRequest::Cpu, &quiet).unwrap();
-    let spec = manifest.model("centerface").unwrap();
-    let path = provision::ensure_model(spec, &quiet).unwrap();
-    let bytes = runtime::read_verified_model(&path, &spec.blake3).unwrap();
-    let factory = move || {
-        let quiet = |_: &str| {};
-        runtime::create_session(env, info, &bytes, DeviceRequest::Cpu, 1, &quiet).map(|(s, _)| s)
-    };
+    let factory = || Ok(session());
     let pool = std::sync::Arc::new(veil_detect::ShapeSessions::new(Box::new(factory), 2));
     let mut by_shape = model(3).with_shape_sessions(pool.clone());
     let mut plain = model(1);

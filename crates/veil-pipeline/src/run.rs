@@ -192,31 +192,31 @@ pub const CUDA_SESSIONS: usize = 2;
 pub const CUDA_SHAPE_SESSIONS: usize = 8;
 
 fn cuda_shape_sessions() -> Result<usize, PipelineError> {
-    match std::env::var("VEIL_CUDA_SHAPE_SESSIONS") {
-        Err(_) => Ok(CUDA_SHAPE_SESSIONS),
-        Ok(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= 256)
-            .ok_or_else(|| {
-                PipelineError::Usage(format!(
-                    "VEIL_CUDA_SHAPE_SESSIONS is `{v}`; set it to a number from 0 to 256, or unset it"
-                ))
-            }),
-    }
+    env_count("VEIL_CUDA_SHAPE_SESSIONS", 0..=256, CUDA_SHAPE_SESSIONS)
 }
 
 /// [`CUDA_SESSIONS`], or `VEIL_CUDA_SESSIONS` (1 to 64) for tuning on other GPUs.
 fn cuda_sessions() -> Result<usize, PipelineError> {
-    match std::env::var("VEIL_CUDA_SESSIONS") {
-        Err(_) => Ok(CUDA_SESSIONS),
+    env_count("VEIL_CUDA_SESSIONS", 1..=64, CUDA_SESSIONS)
+}
+
+/// The number in the environment variable `name`, within `range`, or `default` when unset.
+fn env_count(
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+    default: usize,
+) -> Result<usize, PipelineError> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
         Ok(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=64).contains(n))
+            .filter(|n| range.contains(n))
             .ok_or_else(|| {
                 PipelineError::Usage(format!(
-                    "VEIL_CUDA_SESSIONS is `{v}`; set it to a number from 1 to 64, or unset it"
+                    "{name} is `{v}`; set it to a number from {} to {}, or unset it",
+                    range.start(),
+                    range.end()
                 ))
             }),
     }
