@@ -11,7 +11,7 @@ mod progress;
 pub use date::{now_rfc3339, rfc3339, Date, DateError, Weekday};
 pub use geometry::{by_score, nms, suppress_by, BBox, Detection, ObjectClass};
 pub use outcome::{FailureStage, ImageStatus};
-pub use params::{Mode, ParseEnumError, RedactParams, Shape};
+pub use params::{Mode, ParseEnumError, RedactParams, Shape, StrengthBasis};
 pub use progress::{ProgressEvent, ProgressSink};
 
 /// The version of the veil tool, written into every provenance record.

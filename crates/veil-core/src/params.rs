@@ -61,6 +61,25 @@ impl FromStr for Shape {
     }
 }
 
+/// Which side of the (scaled) region sets the strength of blur and pixelation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrengthBasis {
+    /// The short side: what identifies a face (a face box is about square).
+    #[default]
+    Short,
+    /// The long side: what identifies a body (a standing person's height, not the width).
+    Long,
+}
+
+fn default_divisor() -> f64 {
+    6.0
+}
+
+fn default_max_hf_ratio() -> f64 {
+    0.5
+}
+
 /// Parameters of the obfuscation step. Recorded verbatim in every provenance record.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RedactParams {
@@ -73,6 +92,17 @@ pub struct RedactParams {
     pub feather: f64,
     /// Colour used by `Mode::Fill` (RGB).
     pub fill_rgb: [u8; 3],
+    /// Blur radius and pixelation block side are `max(4, ceil(side / strength_divisor))`, where
+    /// `side` is the scaled box's short or long side (`strength_basis`). Records written before
+    /// these fields existed used the short side over 6.
+    #[serde(default)]
+    pub strength_basis: StrengthBasis,
+    #[serde(default = "default_divisor")]
+    pub strength_divisor: f64,
+    /// Validation: a blurred or pixelated core passes when its high-frequency energy is at most
+    /// this fraction of the source's (see veil-redact's `verify_obfuscated`).
+    #[serde(default = "default_max_hf_ratio")]
+    pub max_hf_ratio: f64,
 }
 
 impl Default for RedactParams {
@@ -83,6 +113,9 @@ impl Default for RedactParams {
             box_scale: 1.3,
             feather: 0.08,
             fill_rgb: [0, 0, 0],
+            strength_basis: StrengthBasis::Short,
+            strength_divisor: default_divisor(),
+            max_hf_ratio: default_max_hf_ratio(),
         }
     }
 }

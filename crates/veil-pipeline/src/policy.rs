@@ -16,12 +16,20 @@
 //! box_scale = 1.0
 //! threshold = 0.3
 //! fill_rgb = [0, 0, 0]
+//! strength_divisor = 4      # blur radius / block side = long side / this (faces: short side / 6)
 //! ```
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use veil_core::{Mode, ObjectClass, RedactParams, Shape};
+use veil_core::{Mode, ObjectClass, RedactParams, Shape, StrengthBasis};
+
+/// Persons: blur radius and pixelation block side are the box's long side (a standing person's
+/// height) over this; chosen so that the core of every person on the shared photos keeps at most
+/// [`PERSON_MAX_HF_RATIO`] of its detail in every mode (README, "Persons").
+pub const PERSON_STRENGTH_DIVISOR: f64 = 4.0;
+/// Persons: the most high-frequency energy an obfuscated core may keep (faces: 0.5).
+pub const PERSON_MAX_HF_RATIO: f64 = 0.35;
 
 use crate::PipelineError;
 
@@ -55,6 +63,9 @@ impl Default for Policy {
                     box_scale: 1.0,
                     feather: 0.02,
                     fill_rgb: [0, 0, 0],
+                    strength_basis: StrengthBasis::Long,
+                    strength_divisor: PERSON_STRENGTH_DIVISOR,
+                    max_hf_ratio: PERSON_MAX_HF_RATIO,
                 },
                 threshold: 0.3,
             },
@@ -104,6 +115,11 @@ impl Policy {
                     "{name} feather must be between 0 and 1"
                 )));
             }
+            if !(r.strength_divisor.is_finite() && (1.0..=12.0).contains(&r.strength_divisor)) {
+                return Err(PipelineError::Usage(format!(
+                    "{name} strength_divisor must be between 1 and 12"
+                )));
+            }
             if !(c.threshold > 0.0 && c.threshold < 1.0) {
                 return Err(PipelineError::Usage(format!(
                     "{name} threshold must be between 0 and 1"
@@ -124,6 +140,9 @@ pub struct ClassOverrides {
     pub feather: Option<f64>,
     pub threshold: Option<f64>,
     pub fill_rgb: Option<[u8; 3]>,
+    /// Blur radius / pixelation block side = the class's side (short for faces, long for
+    /// persons) over this: lower is stronger.
+    pub strength_divisor: Option<f64>,
 }
 
 impl ClassOverrides {
@@ -134,6 +153,7 @@ impl ClassOverrides {
         r.box_scale = self.box_scale.unwrap_or(r.box_scale);
         r.feather = self.feather.unwrap_or(r.feather);
         r.fill_rgb = self.fill_rgb.unwrap_or(r.fill_rgb);
+        r.strength_divisor = self.strength_divisor.unwrap_or(r.strength_divisor);
         c.threshold = self.threshold.unwrap_or(c.threshold);
     }
 }

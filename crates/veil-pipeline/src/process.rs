@@ -549,7 +549,9 @@ fn finish_steps(
             ))
         }
     };
-    // Persons first, then faces on top, each with its class's parameters.
+    // Faces first, then persons on top (the stronger obfuscation: a person's strength follows
+    // its height), each with its class's parameters. Painting a face's blur over a filled or
+    // pixelated person would blur the person's hard edges into the face's core instead.
     let groups = class_groups(&p.detections);
     for (class, regions) in &groups {
         let params = &settings.policy.class(*class).redact;
@@ -582,9 +584,9 @@ fn finish_steps(
     Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
 }
 
-/// Detection boxes grouped by class, in the order they are applied (persons, then faces).
+/// Detection boxes grouped by class, in the order they are applied (faces, then persons).
 pub fn class_groups(dets: &[Detection]) -> Vec<(ObjectClass, Vec<BBox>)> {
-    [ObjectClass::Person, ObjectClass::Face]
+    [ObjectClass::Face, ObjectClass::Person]
         .into_iter()
         .map(|c| {
             (
@@ -626,7 +628,7 @@ pub fn validate_output(
     let rgb = back.image.into_rgb();
     for (i, (class, regions)) in groups.iter().enumerate() {
         let params = &settings.policy.class(*class).redact;
-        // Areas a later group painted over (a blurred face inside a pixelated person) are
+        // Areas a later group painted over (a face inside a pixelated person) are
         // verified with that group's parameters, so they are left out here.
         let exclude: Vec<BBox> = groups[i + 1..]
             .iter()

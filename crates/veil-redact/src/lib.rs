@@ -6,9 +6,11 @@
 //! also owns the check that the output really is obfuscated ([`verify_obfuscated`]). It does no
 //! I/O and never prints.
 //!
-//! Exact rules (see [`redact_rgb8`]): with `s = max(4, ceil(min(w, h) / 6))` for the scaled box
-//! `w x h`, blur is three box passes of radius `s` per axis (≈ Gaussian with σ ≈ `s`) and
-//! pixelate uses square blocks of side `s` anchored at the scaled box's top-left pixel.
+//! Exact rules (see [`redact_rgb8`]): with `s = max(4, ceil(side / d))` for the scaled box
+//! `w x h`, where `side` is `min(w, h)` or `max(w, h)` (`strength_basis`: short for faces, long
+//! for persons, whose height identifies them) and `d` is `strength_divisor`, blur is three box
+//! passes of radius `s` per axis (≈ Gaussian with σ ≈ `s`) and pixelate uses square blocks of
+//! side `s` anchored at the scaled box's top-left pixel.
 
 mod effects;
 mod region;

@@ -2,7 +2,7 @@
 //! confined to, and the per-pixel mask weight.
 
 use crate::RedactError;
-use veil_core::{BBox, RedactParams, Shape};
+use veil_core::{BBox, RedactParams, Shape, StrengthBasis};
 
 /// A half-open rectangle of whole pixels `[x0, x1) x [y0, y1)`, already clipped to the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,20 @@ pub(crate) fn validate_params(params: &RedactParams) -> Result<(), RedactError> 
             reason: "must be finite and >= 0",
         });
     }
+    if !params.strength_divisor.is_finite() || params.strength_divisor < 1.0 {
+        return Err(RedactError::InvalidParams {
+            field: "strength_divisor",
+            value: params.strength_divisor,
+            reason: "must be finite and >= 1",
+        });
+    }
+    if !params.max_hf_ratio.is_finite() || params.max_hf_ratio <= 0.0 || params.max_hf_ratio > 1.0 {
+        return Err(RedactError::InvalidParams {
+            field: "max_hf_ratio",
+            value: params.max_hf_ratio,
+            reason: "must be in (0, 1]",
+        });
+    }
     Ok(())
 }
 
@@ -103,6 +117,8 @@ pub(crate) struct Region {
     /// Width of the soft edge outside the shape, in pixels (>= 1).
     pub feather: f64,
     pub shape: Shape,
+    /// Blur radius and pixelation block side (see [`Region::strength`]).
+    strength: usize,
     /// Pixels the region can touch: scaled box plus feather band, clipped to the image.
     pub rect: PixRect,
 }
@@ -140,6 +156,12 @@ impl Region {
         if rect.is_empty() {
             return Ok(None);
         }
+        let side = match params.strength_basis {
+            StrengthBasis::Short => bw.min(bh),
+            StrengthBasis::Long => bw.max(bh),
+        };
+        // Whole pixels, saturating; `ceil(side / divisor)`, at least 4.
+        let strength = ((side.floor() / params.strength_divisor).ceil() as usize).max(4);
         Ok(Some(Region {
             x1,
             y1,
@@ -147,18 +169,15 @@ impl Region {
             y2,
             feather,
             shape: params.shape,
+            strength,
             rect,
         }))
     }
 
-    /// Short side of the scaled box in whole pixels (saturating).
-    pub fn short_side(&self) -> usize {
-        (self.x2 - self.x1).min(self.y2 - self.y1).floor() as usize
-    }
-
-    /// Blur radius and pixelate block side: `max(4, ceil(short_side / 6))`.
+    /// Blur radius and pixelate block side: `max(4, ceil(side / strength_divisor))` with `side`
+    /// the scaled box's short or long side in whole pixels (`strength_basis`).
     pub fn strength(&self) -> usize {
-        self.short_side().div_ceil(6).max(4)
+        self.strength
     }
 
     /// The central 50% (per axis) of the scaled box, as whole pixels clipped to a `w x h` image.

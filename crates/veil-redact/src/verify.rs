@@ -6,8 +6,8 @@ use crate::RedactError;
 use image::RgbImage;
 use veil_core::{BBox, Mode, RedactParams};
 
-/// A blurred or pixelated core passes when its high-frequency energy is at most this fraction of
-/// the original's ...
+/// A blurred or pixelated core passes when its high-frequency energy is at most
+/// `RedactParams::max_hf_ratio` of the original's (this by default: faces) ...
 pub const HF_MAX_RATIO: f64 = 0.5;
 /// ... or below this absolute value (flat regions cannot lose energy they never had).
 pub const HF_ENERGY_FLOOR: f64 = 2.0;
@@ -64,6 +64,9 @@ fn block_deviation(
     }
 }
 
+/// Pixels this close to the edge of a pixelation block are left out of the in-block measures.
+pub const BLOCK_MARGIN: usize = 2;
+
 /// A filled core passes when its mean absolute difference from the fill colour (over pixels and
 /// channels) is at most this, leaving room for lossy re-encoding.
 pub const FILL_TOLERANCE: f64 = 8.0;
@@ -96,11 +99,28 @@ fn hf_energy(
             0.299 * cr as f64 + 0.587 * cg as f64 + 0.114 * cb as f64
         })
         .collect();
+    // With a grid, pixels within BLOCK_MARGIN of a block's edge (in blocks of at least
+    // 6 x BLOCK_MARGIN) get an id of their own, so no triplet uses them: lossy re-encoding rings
+    // next to the hard edge between two blocks, which is no detail of the source.
+    let ids = |lo: usize, hi: usize, anchor: i64, s: usize| -> Vec<i128> {
+        let m = if s >= 6 * BLOCK_MARGIN {
+            BLOCK_MARGIN
+        } else {
+            0
+        };
+        (lo..hi)
+            .map(|v| {
+                let pos = (v as i64 - anchor).rem_euclid(s as i64) as usize;
+                if pos >= m && pos + m < s {
+                    block_of(v, anchor, s)
+                } else {
+                    i128::MIN + v as i128
+                }
+            })
+            .collect()
+    };
     let (col_block, row_block): (Vec<i128>, Vec<i128>) = match grid {
-        Some(((ax, ay), s)) => (
-            (r.x0..r.x1).map(|x| block_of(x, ax, s)).collect(),
-            (r.y0..r.y1).map(|y| block_of(y, ay, s)).collect(),
-        ),
+        Some(((ax, ay), s)) => (ids(r.x0, r.x1, ax, s), ids(r.y0, r.y1, ay, s)),
         None => (vec![0; w], vec![0; h]),
     };
     // Second differences at a step of D pixels (a band-pass Laplacian along each axis): a blur
@@ -147,7 +167,7 @@ fn hf_energy(
 ///
 /// For each region the *core* is measured: the central 50% (in each axis) of the scaled box,
 /// which lies inside the ellipse too. Regions whose core is empty after clipping are skipped.
-/// - `Blur`: the core's [`high_frequency_energy`] must be at most [`HF_MAX_RATIO`] of the
+/// - `Blur`: the core's [`high_frequency_energy`] must be at most `params.max_hf_ratio` of the
 ///   original's, or below [`HF_ENERGY_FLOOR`].
 /// - `Pixelate`: the same test, passed either on all pairs or on pairs inside one block (block
 ///   edges are real detail-free steps and would otherwise count as detail).
@@ -162,7 +182,7 @@ pub fn verify_obfuscated(
 }
 
 /// As [`verify_obfuscated`], ignoring pixels inside `exclude` (areas a later obfuscation with
-/// other parameters painted over, such as a blurred face inside a pixelated person; those areas
+/// other parameters painted over, such as a face inside a pixelated person; those areas
 /// are verified with their own parameters).
 pub fn verify_obfuscated_except(
     original: &RgbImage,
@@ -186,7 +206,18 @@ pub fn verify_obfuscated_except(
         .enumerate()
         .map(|(i, b)| Region::new(i, b, params, w, h))
         .collect::<Result<Vec<_>, _>>()?;
-    for (index, region) in prepared.into_iter().enumerate() {
+    // Pixelation of overlapping regions: a later region re-pixelates on its own grid what it
+    // covers, so those pixels are verified as part of it, not on an earlier region's grid.
+    let rects: Vec<Option<BBox>> = prepared
+        .iter()
+        .map(|r| {
+            r.as_ref().map(|r| {
+                let q = r.rect;
+                BBox::new(q.x0 as f32, q.y0 as f32, q.x1 as f32, q.y1 as f32)
+            })
+        })
+        .collect();
+    for (index, region) in prepared.iter().enumerate() {
         let Some(region) = region else {
             continue;
         };
@@ -194,6 +225,17 @@ pub fn verify_obfuscated_except(
         if core.is_empty() {
             continue;
         }
+        let with_later: Vec<BBox>;
+        let exclude = if params.mode == Mode::Pixelate && index + 1 < rects.len() {
+            with_later = exclude
+                .iter()
+                .copied()
+                .chain(rects[index + 1..].iter().flatten().copied())
+                .collect();
+            &with_later[..]
+        } else {
+            exclude
+        };
         match params.mode {
             Mode::Fill => {
                 let mut sum = 0u64;
@@ -222,8 +264,8 @@ pub fn verify_obfuscated_except(
                 }
             }
             Mode::Blur | Mode::Pixelate => {
-                let passes =
-                    |orig: f64, out: f64| out <= HF_MAX_RATIO * orig || out < HF_ENERGY_FLOOR;
+                let ratio = params.max_hf_ratio;
+                let passes = |orig: f64, out: f64| out <= ratio * orig || out < HF_ENERGY_FLOOR;
                 let original_energy = hf_energy(original, core, None, exclude);
                 let output_energy = hf_energy(output, core, None, exclude);
                 let mut ok = passes(original_energy, output_energy);
@@ -236,7 +278,7 @@ pub fn verify_obfuscated_except(
                         let (anchor, side) = (region.anchor(), region.strength());
                         let out_dev = block_deviation(output, core, anchor, side, exclude);
                         let orig_dev = block_deviation(original, core, anchor, side, exclude);
-                        out_dev <= PIXELATE_TOLERANCE && out_dev <= HF_MAX_RATIO * orig_dev
+                        out_dev <= PIXELATE_TOLERANCE && out_dev <= ratio * orig_dev
                     };
                 }
                 if !ok {
@@ -244,7 +286,7 @@ pub fn verify_obfuscated_except(
                         index,
                         original_energy,
                         output_energy,
-                        max_ratio: HF_MAX_RATIO,
+                        max_ratio: ratio,
                         floor: HF_ENERGY_FLOOR,
                     });
                 }

@@ -385,6 +385,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         feather: a.feather,
         threshold: a.threshold,
         fill_rgb: None,
+        strength_divisor: None,
     };
     let person = ClassOverrides {
         mode: a.person_mode,
@@ -393,6 +394,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         feather: None,
         threshold: a.person_threshold,
         fill_rgb: None,
+        strength_divisor: None,
     };
     let head = if a.no_head_fallback {
         Some(false)

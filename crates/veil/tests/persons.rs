@@ -286,3 +286,53 @@ fn policy_file_is_applied_and_recorded_by_hash() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// Every person mode de-identifies every shared photo: veil's own strength never makes an image
+/// fail (before issue 15, `--person-mode blur` failed two of the four street frames and `fill`
+/// one, where a face's blur smeared the fill's edge into the face), and the records say persons
+/// are obfuscated by their height.
+#[test]
+fn every_person_mode_redacts_every_shared_photo() {
+    let (Some(faces), Some(persons)) = (shared("images/faces"), shared("images/persons")) else {
+        return;
+    };
+    if ensure_yolox().is_none() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    copy_dir(&faces, &input);
+    copy_dir(&persons, &input.join("persons"));
+    for mode in ["pixelate", "blur", "fill"] {
+        let out = t.path().join(mode);
+        let (code, _, err) = run(&[
+            &"redact",
+            &input,
+            &out,
+            &"--detect",
+            &"faces,persons",
+            &"--person-mode",
+            &mode,
+            &"--device",
+            &"cpu",
+            &"-q",
+        ]);
+        let records = provenance(&out);
+        let failed: Vec<String> = records
+            .iter()
+            .filter(|r| r["status"] == "failed")
+            .map(|r| format!("{}: {}", r["path"], r["error"]))
+            .collect();
+        assert!(failed.is_empty(), "--person-mode {mode}: {failed:#?}");
+        assert_eq!(code, 0, "--person-mode {mode}: {err}");
+        assert_eq!(records.len(), 20);
+        let person = &records[0]["params"]["policy"]["person"]["redact"];
+        assert_eq!(person["mode"], mode);
+        assert_eq!(person["strength_basis"], "long", "{person}");
+        assert!(
+            records.iter().any(|r| boxes(r, "person").len() >= 3
+                && r["path"].as_str().unwrap().starts_with("persons/")),
+            "persons were found"
+        );
+    }
+}
