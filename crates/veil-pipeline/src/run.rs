@@ -618,6 +618,32 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             crate::stages::run_staged(images, input, output, &settings, d, shape, &done)
         }
     }
+    // Archives and tables that may hold images are not read yet: each is a failed record, and
+    // none is ever copied (crate::archives).
+    let mut plain_others = Vec::with_capacity(listing.others.len());
+    for rel in std::mem::take(&mut listing.others) {
+        let why = match crate::archives::file_holds_images(&cfg.input.join(&rel)) {
+            Ok(why) => why,
+            Err(e) => Some(format!("unreadable ({e}), so it may hold images")),
+        };
+        match why {
+            Some(why) => {
+                let (record, times) = crate::process::fail_closed(
+                    &cfg.output,
+                    &rel,
+                    &rel_string(&rel),
+                    &settings,
+                    veil_core::FailureStage::Decode,
+                    &format!(
+                        "not processed: container ({why}); veil does not read images inside archives or tables yet: unpack it into the input and run again"
+                    ),
+                );
+                done(record, times);
+            }
+            None => plain_others.push(rel),
+        }
+    }
+    listing.others = plain_others;
     let seconds = t0.elapsed().as_secs_f64();
     drop(prov);
 
@@ -685,17 +711,6 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     })
 }
 
-/// Containers that may hold photos or video frames and that `image` does not sniff: ISO BMFF
-/// (`ftyp`: HEIC/HEIF, AVIF, MP4, MOV), Photoshop, JPEG 2000, RIFF (AVI/WebP), Matroska/WebM.
-fn looks_like_media(b: &[u8]) -> bool {
-    b.get(4..8) == Some(b"ftyp")
-        || b.starts_with(b"8BPS")
-        || b.starts_with(b"\x00\x00\x00\x0cjP  ")
-        || b.starts_with(b"\xff\x4f\xff\x51")
-        || b.starts_with(b"RIFF")
-        || b.starts_with(&[0x1a, 0x45, 0xdf, 0xa3])
-}
-
 /// Copies non-image files unchanged, except anything whose content looks like an image (it would
 /// bypass redaction) and veil's own record files. Returns (copied, not copied with reasons).
 fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>, Vec<String>) {
@@ -716,11 +731,14 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
                 continue;
             }
         };
-        let sniffed = container::scan(&bytes).format != container::ContainerFormat::Unknown
-            || image::guess_format(&bytes).is_ok()
-            || looks_like_media(&bytes);
-        if sniffed {
+        if crate::archives::looks_like_image(&bytes) {
             listed.push(format!("{s} (not copied: content looks like an image)"));
+            continue;
+        }
+        // Archives and tables that may hold images were failed before copying; this is the
+        // last line, should one change between the two reads.
+        if let Some(why) = crate::archives::holds_images(&bytes) {
+            listed.push(format!("{s} (not copied: {why})"));
             continue;
         }
         match crate::process::write_output(output, rel, &bytes) {

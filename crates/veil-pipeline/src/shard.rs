@@ -348,9 +348,22 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
             .filter(|p| !by_path.contains_key(*p))
             .cloned()
             .collect();
-        report
-            .unknown
-            .extend(by_path.keys().filter(|p| !wanted.contains(*p)).cloned());
+        // Other files of the input have a record only when they are archives or tables that
+        // may hold images, failed as `not processed: container`.
+        let others: std::collections::BTreeSet<String> = listing
+            .others
+            .iter()
+            .map(|p| crate::walk::rel_string(p))
+            .collect();
+        report.unknown.extend(
+            by_path
+                .iter()
+                .filter(|(p, r)| {
+                    !wanted.contains(*p)
+                        && !(others.contains(*p) && r.status == veil_core::ImageStatus::Failed)
+                })
+                .map(|(p, _)| p.clone()),
+        );
     }
     // Every recorded output is there, as a regular file of the recorded size (a stat each; the
     // hashes are checked by `veil release build` and `verify`).

@@ -1,0 +1,255 @@
+//! Dataset archives and tables recognised by content: tar and zip archives (whose members are
+//! looked at), compressed streams, 7z and RAR archives, and Parquet tables (which are not). Not to
+//! be confused with [`crate::container`], the scanner of an image file's own segments.
+//!
+//! veil does not read images inside archives yet, so an archive or table that holds images, or
+//! that it cannot look inside, must never reach the output as it is: the run records it as
+//! failed (`not processed: container`) and never copies it. An archive whose members are all
+//! plainly not images (a zip of JSON annotations) is an ordinary file.
+
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// What kind of archive or table a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Tar,
+    Zip,
+    Gzip,
+    Zstd,
+    Xz,
+    Bzip2,
+    SevenZip,
+    Rar,
+    Parquet,
+}
+
+impl ArchiveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveKind::Tar => "tar archive",
+            ArchiveKind::Zip => "zip archive",
+            ArchiveKind::Gzip => "gzip-compressed file",
+            ArchiveKind::Zstd => "zstd-compressed file",
+            ArchiveKind::Xz => "xz-compressed file",
+            ArchiveKind::Bzip2 => "bzip2-compressed file",
+            ArchiveKind::SevenZip => "7z archive",
+            ArchiveKind::Rar => "RAR archive",
+            ArchiveKind::Parquet => "Parquet table",
+        }
+    }
+}
+
+/// Most members of a tar or zip archive looked at; past it the archive counts as holding images.
+pub const MAX_MEMBERS: usize = 1_000_000;
+
+/// The archive or table `bytes` (a whole file, or its first bytes) is, by content.
+pub fn sniff(bytes: &[u8]) -> Option<ArchiveKind> {
+    sniff_ends(bytes, bytes)
+}
+
+/// [`sniff`] from a file's first bytes and its last (a Parquet table ends as it begins).
+fn sniff_ends(bytes: &[u8], tail: &[u8]) -> Option<ArchiveKind> {
+    let tar_magic = bytes.get(257..262) == Some(b"ustar");
+    Some(if tar_magic {
+        ArchiveKind::Tar
+    } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        ArchiveKind::Zip
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        ArchiveKind::Gzip
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ArchiveKind::Zstd
+    } else if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        ArchiveKind::Xz
+    } else if bytes.starts_with(b"BZh") {
+        ArchiveKind::Bzip2
+    } else if bytes.starts_with(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
+        ArchiveKind::SevenZip
+    } else if bytes.starts_with(b"Rar!\x1a\x07") {
+        ArchiveKind::Rar
+    } else if bytes.starts_with(b"PAR1") && tail.ends_with(b"PAR1") {
+        ArchiveKind::Parquet
+    } else {
+        return None;
+    })
+}
+
+/// Whether `bytes` (the start of a file) are an image or a media container that may hold one:
+/// what the input walk treats as an image, and what `image` cannot decode but a camera or
+/// phone writes (HEIC/AVIF/MP4/MOV, Photoshop, JPEG 2000, RIFF, Matroska).
+pub fn looks_like_image(bytes: &[u8]) -> bool {
+    crate::container::scan(bytes).format != crate::container::ContainerFormat::Unknown
+        || image::guess_format(bytes).is_ok()
+        || bytes.get(4..8) == Some(b"ftyp")
+        || bytes.starts_with(b"8BPS")
+        || bytes.starts_with(b"\x00\x00\x00\x0cjP  ")
+        || bytes.starts_with(b"\xff\x4f\xff\x51")
+        || bytes.starts_with(b"RIFF")
+        || bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3])
+}
+
+/// Why an archive or table must not pass through (`Some`), or `None` for a file that is none, or
+/// an archive whose members are all plainly not images.
+pub fn holds_images(bytes: &[u8]) -> Option<String> {
+    holds_images_in(Cursor::new(bytes)).unwrap_or_else(|e| Some(format!("unreadable ({e})")))
+}
+
+/// [`holds_images`] of a file, read as a stream (a WebDataset shard of gigabytes is never held
+/// in memory: only the first bytes of each member are read).
+pub fn file_holds_images(path: &Path) -> std::io::Result<Option<String>> {
+    holds_images_in(std::io::BufReader::new(std::fs::File::open(path)?))
+}
+
+fn holds_images_in<R: Read + Seek>(mut r: R) -> std::io::Result<Option<String>> {
+    let mut head = Vec::with_capacity(512);
+    (&mut r).take(512).read_to_end(&mut head)?;
+    let mut tail = [0u8; 4];
+    if r.seek(SeekFrom::End(0))? >= 8 {
+        r.seek(SeekFrom::End(-4))?;
+        r.read_exact(&mut tail)?;
+    }
+    r.seek(SeekFrom::Start(0))?;
+    let Some(kind) = sniff_ends(&head, &tail) else {
+        return Ok(None);
+    };
+    let members = match kind {
+        ArchiveKind::Tar => tar_member_heads(r),
+        ArchiveKind::Zip => zip_member_heads(r),
+        other => {
+            return Ok(Some(format!(
+                "{}: veil cannot look inside it, so it may hold images",
+                other.as_str()
+            )))
+        }
+    };
+    Ok(match members {
+        Err(why) => Some(format!("{}: {why}, so it may hold images", kind.as_str())),
+        Ok(heads) => heads
+            .iter()
+            .find(|(_, head)| looks_like_image(head) || sniff(head).is_some())
+            .map(|(name, _)| format!("{} that holds images or archives ({name})", kind.as_str())),
+    })
+}
+
+/// How many bytes of each member are looked at.
+const HEAD: usize = 300;
+
+/// (name, first bytes) of every regular member of a tar archive.
+fn tar_member_heads(r: impl Read) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut archive = tar::Archive::new(r);
+    let mut heads = Vec::new();
+    let entries = archive.entries().map_err(|e| format!("unreadable ({e})"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("unreadable ({e})"))?;
+        if heads.len() >= MAX_MEMBERS {
+            return Err(format!("more than {MAX_MEMBERS} members"));
+        }
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut head = Vec::with_capacity(HEAD);
+        entry
+            .take(HEAD as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| format!("unreadable member {name} ({e})"))?;
+        heads.push((name, head));
+    }
+    Ok(heads)
+}
+
+/// (name, first bytes) of every file member of a zip archive.
+fn zip_member_heads(r: impl Read + Seek) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut archive = zip::ZipArchive::new(r).map_err(|e| format!("unreadable ({e})"))?;
+    if archive.len() > MAX_MEMBERS {
+        return Err(format!("more than {MAX_MEMBERS} members"));
+    }
+    let mut heads = Vec::new();
+    for i in 0..archive.len() {
+        let member = archive
+            .by_index(i)
+            .map_err(|e| format!("unreadable member {i} ({e})"))?;
+        if member.is_dir() {
+            continue;
+        }
+        let name = member.name().to_string();
+        let mut head = Vec::with_capacity(HEAD);
+        member
+            .take(HEAD as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| format!("unreadable member {name} ({e})"))?;
+        heads.push((name, head));
+    }
+    Ok(heads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn png() -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(4, 4)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in members {
+            z.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(data).unwrap();
+        }
+        z.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn archives_of_images_are_refused_and_archives_of_text_pass() {
+        let img = png();
+        let text: &[u8] = b"{\"caption\": \"a person\"}";
+        let shard = tar_of(&[("000001.json", text), ("000001.jpg", &img)]);
+        assert_eq!(sniff(&shard), Some(ArchiveKind::Tar));
+        let why = holds_images(&shard).unwrap();
+        assert!(why.contains("000001.jpg"), "{why}");
+        assert_eq!(holds_images(&tar_of(&[("a.json", text)])), None);
+
+        let z = zip_of(&[("notes.txt", text), ("photos/p.png", &img)]);
+        assert!(holds_images(&z).unwrap().contains("photos/p.png"));
+        assert_eq!(holds_images(&zip_of(&[("notes.txt", text)])), None);
+        // An archive inside an archive may hold images.
+        assert!(holds_images(&zip_of(&[("inner.tar", &shard)])).is_some());
+    }
+
+    #[test]
+    fn what_cannot_be_looked_inside_is_refused() {
+        for (bytes, kind) in [
+            (vec![0x1f, 0x8b, 8, 0, 0, 0], "gzip"),
+            (vec![0x28, 0xb5, 0x2f, 0xfd, 0], "zstd"),
+            (b"PAR1 columns PAR1".to_vec(), "Parquet"),
+            (b"Rar!\x1a\x07\x01\x00".to_vec(), "RAR"),
+        ] {
+            let why = holds_images(&bytes).unwrap();
+            assert!(why.contains(kind), "{why}");
+        }
+        // A truncated tar: its header claims more than there is.
+        let mut shard = tar_of(&[("000001.jpg", &png())]);
+        shard.truncate(600);
+        assert!(holds_images(&shard).is_some());
+        assert_eq!(holds_images(b"plain text, no archive"), None);
+    }
+}
