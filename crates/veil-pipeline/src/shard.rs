@@ -359,8 +359,9 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
             by_path
                 .iter()
                 .filter(|(p, r)| {
-                    !wanted.contains(*p)
-                        && !(others.contains(*p) && r.status == veil_core::ImageStatus::Failed)
+                    let container =
+                        others.contains(*p) && r.status == veil_core::ImageStatus::Failed;
+                    !wanted.contains(*p) && !container
                 })
                 .map(|(p, _)| p.clone()),
         );
