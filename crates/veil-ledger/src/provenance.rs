@@ -143,7 +143,14 @@ impl ReviewDecision {
 pub struct LeakCheck {
     pub threshold: f64,
     pub models: Vec<ModelRef>,
+    /// Every detection at or above the threshold, inside a recorded region or not.
     pub leaks: Vec<Detection>,
+    /// Those of `leaks` that lie inside a recorded region (the region did not hide them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inside: Vec<Detection>,
+    /// Set when the output's bytes are not those recorded at redaction (what differs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<String>,
 }
 
 /// Summary of one run, written as JSON next to the records and printed by the CLI.

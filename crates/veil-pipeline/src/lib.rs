@@ -23,8 +23,8 @@ pub mod walk;
 use std::path::{Path, PathBuf};
 
 pub use run::{
-    check, load_detectors, now_rfc3339, run, CheckReport, DetectorConfig, Detectors, RunConfig,
-    RunReport,
+    check, load_detectors, now_rfc3339, run, unrecorded_files, CheckReport, DetectorConfig,
+    Detectors, RunConfig, RunReport,
 };
 
 /// Default pixel cap: 150 megapixels (a 12 MP photo is far below; the 100000x100000 "bomb" far above).

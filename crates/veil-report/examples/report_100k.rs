@@ -168,6 +168,8 @@ fn synthesise(root: &Path, a: &Args) -> usize {
                     threshold: 0.5,
                     models: models.clone(),
                     leaks: vec![det(&mut rng, ObjectClass::Face, w, h, "centerface")],
+                    inside: vec![],
+                    changed: None,
                 });
             }
         } else {

@@ -169,6 +169,8 @@ fn tree(root: &Path) -> Vec<ProvenanceRecord> {
         threshold: 0.5,
         models: vec![],
         leaks: vec![det(Person, 0.7, "yolox-nano")],
+        inside: vec![],
+        changed: None,
     });
     recs.push(leak);
     fs::remove_file(root.join("gone.png")).unwrap();

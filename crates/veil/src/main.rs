@@ -514,18 +514,22 @@ fn redact(a: RedactArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// Prints a leakage re-check; returns whether anything leaked or could not be checked.
+/// Prints a leakage re-check; returns whether anything was found (leaks, outputs changed since
+/// redaction, unrecorded images or archives, unreadable outputs).
 fn print_check(r: &veil_pipeline::CheckReport) -> bool {
     eprintln!(
-        "veil: checked {} outputs: {} leaks, {} unreadable",
+        "veil: checked {} outputs: {} leaks, {} changed since redaction, {} not redacted by veil, {} unreadable",
         r.images,
         r.leaks.len(),
+        r.changed.len(),
+        r.unrecorded.len(),
         r.unreadable.len()
     );
-    for (path, d) in &r.leaks {
+    let esc = |s: &str| progress::escape_controls(s);
+    for (path, d, inside) in &r.leaks {
         let b = d.bbox;
         eprintln!(
-            "  LEAK {}: {} {:.2} at [{:.0}, {:.0}, {:.0}, {:.0}] ({})",
+            "  LEAK {}: {} {:.2} at [{:.0}, {:.0}, {:.0}, {:.0}] ({}){}",
             path.escape_debug(),
             d.class,
             d.score,
@@ -533,17 +537,28 @@ fn print_check(r: &veil_pipeline::CheckReport) -> bool {
             b.y1,
             b.x2,
             b.y2,
-            d.model
+            d.model,
+            if *inside {
+                ", inside its obfuscated region: the region did not hide it"
+            } else {
+                ""
+            }
+        );
+    }
+    for (path, why) in &r.changed {
+        eprintln!("  CHANGED {}: {}", path.escape_debug(), esc(why));
+    }
+    for (path, what) in &r.unrecorded {
+        eprintln!(
+            "  NOT REDACTED BY VEIL {}: {} that no record names (redact it, or remove it before publishing)",
+            path.escape_debug(),
+            esc(what)
         );
     }
     for (path, why) in &r.unreadable {
-        eprintln!(
-            "  UNREADABLE {}: {}",
-            path.escape_debug(),
-            progress::escape_controls(why)
-        );
+        eprintln!("  UNREADABLE {}: {}", path.escape_debug(), esc(why));
     }
-    !r.leaks.is_empty() || !r.unreadable.is_empty()
+    r.found_anything()
 }
 
 fn merge(output: &std::path::Path, input: Option<&std::path::Path>) -> Result<i32> {

@@ -26,6 +26,10 @@ pub enum ReleaseCommand {
         licence: Option<String>,
         #[arg(long, default_value = "datasets-manifest")]
         root: PathBuf,
+        /// Build even though the tree holds images, archives or tables that no record names
+        /// (they are left out of the release, and listed).
+        #[arg(long)]
+        exclude_unrecorded: bool,
     },
     /// Check a directory or a tar archive against a release: every file present, every hash
     /// matching, no extra files, the Merkle root recomputed.
@@ -84,7 +88,38 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
             parent,
             licence,
             root,
+            exclude_unrecorded,
         } => {
+            // What a maintainer uploads is the folder: an image or archive in it that no record
+            // names would be published unredacted, outside the release.
+            // (Records with unsafe paths are refused by the build itself, exit 2.)
+            let records = veil_ledger::read_provenance(&output.join(veil_ledger::PROVENANCE_FILE))?;
+            let unrecorded = if records.iter().all(|r| veil_ledger::safe_rel_path(&r.path)) {
+                veil_pipeline::unrecorded_files(&output, &records)?
+            } else {
+                Vec::new()
+            };
+            drop(records);
+            for (path, what) in &unrecorded {
+                eprintln!(
+                    "veil: {} {}: {} that no record names",
+                    if exclude_unrecorded {
+                        "LEFT OUT"
+                    } else {
+                        "NOT REDACTED BY VEIL"
+                    },
+                    path.escape_debug(),
+                    crate::progress::escape_controls(what)
+                );
+            }
+            if !unrecorded.is_empty() && !exclude_unrecorded {
+                eprintln!(
+                    "veil: {} files in {} were not redacted by veil: no release built. Redact them, remove them, or build with --exclude-unrecorded (they are then left out of the release; do not upload them)",
+                    unrecorded.len(),
+                    output.display()
+                );
+                return Ok(exit::FAILURES);
+            }
             let created = veil_pipeline::now_rfc3339();
             let info = veil_ledger::build_release(
                 &output,

@@ -308,3 +308,47 @@ fn absence_proofs_verify_and_fail_when_tampered() {
     let incl: serde_json::Value = serde_json::from_str(&incl).unwrap();
     assert_eq!(tampered(&|v| v["right"] = incl.clone()), 1);
 }
+
+/// A tree holding an image or an archive of images that no record names is not released: the
+/// folder is what gets uploaded. `--exclude-unrecorded` builds anyway and names what is left out.
+#[test]
+fn release_build_refuses_unrecorded_images_and_archives() {
+    let t = tempfile::tempdir().unwrap();
+    let out = redacted_sample(t.path());
+    let input = t.path().join("in");
+    fs::copy(input.join("astronaut.png"), out.join("stray.png")).unwrap();
+    let mut shard = tar::Builder::new(Vec::new());
+    shard
+        .append_path_with_name(input.join("coffee.png"), "000001.png")
+        .unwrap();
+    fs::write(out.join("shard-000.tar"), shard.into_inner().unwrap()).unwrap();
+    let root = t.path().join("manifests");
+    let (code, _, err) = release_build(&out, "sample", "1", &root);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("NOT REDACTED BY VEIL stray.png: an image"),
+        "{err}"
+    );
+    assert!(
+        err.contains("NOT REDACTED BY VEIL shard-000.tar: tar archive that holds images"),
+        "{err}"
+    );
+    assert!(!root.join("sample/1").exists(), "nothing built");
+    let (code, stdout, err) = run(&[
+        &"release",
+        &"build",
+        &out,
+        &"--dataset",
+        &"sample",
+        &"--version",
+        &"1",
+        &"--root",
+        &root,
+        &"--exclude-unrecorded",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("LEFT OUT stray.png"), "{err}");
+    assert!(stdout.contains("5 items"), "{stdout}");
+    let manifest = fs::read_to_string(root.join("sample/1/manifest.jsonl")).unwrap();
+    assert!(!manifest.contains("stray.png") && !manifest.contains("shard-000.tar"));
+}
