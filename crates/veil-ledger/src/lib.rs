@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod merkle;
 mod provenance;
 mod release;
+mod verify;
 
 pub use provenance::{
     is_record_file, read_provenance, sort_provenance_file, write_provenance_sorted, LeakCheck,
