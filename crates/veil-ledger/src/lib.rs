@@ -9,10 +9,14 @@
 
 pub mod fsutil;
 pub mod merkle;
+mod pack;
 mod provenance;
 mod release;
 mod verify;
 
+pub use pack::{
+    dataset_card, pack_release, verify_pack, Extras, PackFormat, PACK_CARD, PACK_RELEASE_DIR,
+};
 pub use provenance::{
     is_record_file, read_provenance, sort_provenance_file, write_provenance_sorted, LeakCheck,
     ModelRef, PerceptualHashes, ProvenanceError, ProvenanceRecord, Review, ReviewDecision,

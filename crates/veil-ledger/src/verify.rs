@@ -91,12 +91,25 @@ pub fn verify_archive(
     archive: &Path,
     items: &[ManifestItem],
 ) -> Result<VerifyReport, ReleaseError> {
+    let file = fs::File::open(archive).map_err(|e| ReleaseError::Io {
+        path: archive.to_path_buf(),
+        source: e,
+    })?;
+    verify_tar_stream(std::io::BufReader::new(file), archive, items)
+}
+
+/// [`verify_archive`] of a tar stream (a `.tar.zst` decompressing as it is read, say); `archive`
+/// names it in errors.
+pub fn verify_tar_stream(
+    stream: impl std::io::Read,
+    archive: &Path,
+    items: &[ManifestItem],
+) -> Result<VerifyReport, ReleaseError> {
     let io = |e: std::io::Error| ReleaseError::Io {
         path: archive.to_path_buf(),
         source: e,
     };
-    let file = fs::File::open(archive).map_err(io)?;
-    let mut ar = tar::Archive::new(std::io::BufReader::new(file));
+    let mut ar = tar::Archive::new(stream);
     // name -> Some(hash) for regular files, None for links and other entries.
     let mut found: BTreeMap<String, Option<String>> = BTreeMap::new();
     for entry in ar.entries().map_err(io)? {
@@ -120,8 +133,16 @@ pub fn verify_archive(
         };
         found.insert(name, hash);
     }
-    // A single top-level directory (`tar cf x.tar out/`) is stripped when the manifest paths
-    // do not start with it.
+    Ok(compare_found(items, found))
+}
+
+/// Compares the members of an archive (name -> blake3, `None` for anything but a regular file)
+/// with the manifest. A single top-level directory (`tar cf x.tar out/`) is stripped when the
+/// manifest paths do not start with it.
+pub(crate) fn compare_found(
+    items: &[ManifestItem],
+    mut found: BTreeMap<String, Option<String>>,
+) -> VerifyReport {
     let top: BTreeSet<&str> = found
         .keys()
         .filter_map(|k| k.split_once('/').map(|(t, _)| t))
@@ -134,7 +155,7 @@ pub fn verify_archive(
             .map(|(k, v)| (k.strip_prefix(&t).unwrap_or(&k).to_string(), v))
             .collect();
     }
-    Ok(compare(items, found, |_, entry| {
+    compare(items, found, |_, entry| {
         entry.ok_or_else(|| "not a regular file".to_string())
-    }))
+    })
 }

@@ -31,10 +31,30 @@ pub enum ReleaseCommand {
         #[arg(long)]
         exclude_unrecorded: bool,
     },
-    /// Check a directory or a tar archive against a release: every file present, every hash
-    /// matching, no extra files, the Merkle root recomputed.
+    /// Write exactly a release's items from OUTPUT into PATH (a directory, or PATH.tar,
+    /// PATH.tar.zst or PATH.zip), each checked against the manifest as it is written (a mismatch
+    /// aborts and leaves nothing). Archives are deterministic: the same release packs to the
+    /// same bytes.
+    Pack {
+        output: PathBuf,
+        /// NAME@VERSION
+        #[arg(long)]
+        release: String,
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, default_value = "datasets-manifest")]
+        root: PathBuf,
+        /// Also pack the release's manifest and release.json (under veil-release/).
+        #[arg(long)]
+        manifest: bool,
+        /// Also write a dataset card (README.md with YAML front matter) for a dataset hub.
+        #[arg(long)]
+        card: bool,
+    },
+    /// Check a directory or a pack (.tar, .tar.zst, .zip) against a release: every file present,
+    /// every hash matching, no extra files, the Merkle root recomputed.
     Verify {
-        /// An output tree, or a .tar of one (not extracted: hashed as it streams).
+        /// An output tree or a pack of one (archives are not extracted: hashed as they stream).
         dir: PathBuf,
         /// NAME@VERSION
         #[arg(long)]
@@ -79,6 +99,48 @@ fn split_release(s: &str) -> Result<(&str, &str)> {
     }
 }
 
+/// Every recorded output (not failed) that is missing, not a regular file, or whose size or blake3
+/// differs from its record.
+fn changed_outputs(output: &Path) -> Result<Vec<(String, String)>> {
+    let records = veil_ledger::read_provenance(&output.join(veil_ledger::PROVENANCE_FILE))?;
+    let mut changed = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| r.status != veil_core::ImageStatus::Failed)
+    {
+        if !veil_ledger::safe_rel_path(&r.path) {
+            continue;
+        }
+        let file = output.join(&r.path);
+        let why = match std::fs::symlink_metadata(&file) {
+            Err(e) => Some(format!("output missing ({e})")),
+            Ok(m) if !m.is_file() => Some("not a regular file (links are not followed)".into()),
+            Ok(m) if Some(m.len()) != r.output_size => Some(format!(
+                "size {}, recorded {}",
+                m.len(),
+                r.output_size
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "none".into())
+            )),
+            Ok(_) => {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let actual = blake3::hash(&bytes).to_hex().to_string();
+                (r.output_blake3.as_deref() != Some(actual.as_str())).then(|| {
+                    format!(
+                        "blake3 {actual}, recorded {}",
+                        r.output_blake3.as_deref().unwrap_or("none")
+                    )
+                })
+            }
+        };
+        if let Some(why) = why {
+            changed.push((r.path.clone(), why));
+        }
+    }
+    Ok(changed)
+}
+
 pub fn run(cmd: ReleaseCommand) -> Result<i32> {
     match cmd {
         ReleaseCommand::Build {
@@ -121,7 +183,7 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
                 return Ok(exit::FAILURES);
             }
             let created = veil_pipeline::now_rfc3339();
-            let info = veil_ledger::build_release(
+            let built = veil_ledger::build_release(
                 &output,
                 &dataset,
                 &version,
@@ -129,7 +191,35 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
                 &root,
                 created,
                 licence,
-            )?;
+            );
+            let info = match built {
+                Ok(info) => info,
+                // The build stops at the first output that differs from its record: list them
+                // all, so that one look shows everything to redo.
+                Err(
+                    e @ (veil_ledger::ReleaseError::HashMismatch { .. }
+                    | veil_ledger::ReleaseError::SizeMismatch { .. }
+                    | veil_ledger::ReleaseError::OutputMissing { .. }
+                    | veil_ledger::ReleaseError::NotAFile { .. }),
+                ) => {
+                    let changed = changed_outputs(&output)?;
+                    for (path, why) in &changed {
+                        eprintln!(
+                            "veil: CHANGED {}: {}",
+                            path.escape_debug(),
+                            crate::progress::escape_controls(why)
+                        );
+                    }
+                    eprintln!(
+                        "veil: {} outputs in {} differ from their records ({e}): no release built. Redact them again (veil redact INPUT {} re-does changed outputs) and build again",
+                        changed.len().max(1),
+                        output.display(),
+                        output.display()
+                    );
+                    return Ok(exit::FAILURES);
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!(
                 "release {}@{}: {} items, {} bytes, merkle root {} -> {}",
                 info.dataset,
@@ -141,14 +231,82 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
             );
             Ok(exit::OK)
         }
+        ReleaseCommand::Pack {
+            output,
+            release,
+            to,
+            root,
+            manifest,
+            card,
+        } => {
+            let (name, version) = split_release(&release)?;
+            let (info, items) = veil_ledger::load_release(&root, name, version)?;
+            let mut extras = veil_ledger::Extras::new();
+            if manifest {
+                let dir = root.join(name).join(version);
+                for file in [
+                    veil_ledger::MANIFEST_FILE,
+                    veil_ledger::RELEASE_FILE,
+                    veil_ledger::WITHDRAWN_FILE,
+                ] {
+                    match std::fs::read(dir.join(file)) {
+                        Ok(bytes) => extras.push((
+                            format!("{}/{name}/{version}/{file}", veil_ledger::PACK_RELEASE_DIR),
+                            bytes,
+                        )),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).context(format!("reading {}", dir.join(file).display()))
+                        }
+                    }
+                }
+            }
+            if card {
+                let records =
+                    veil_ledger::read_provenance(&output.join(veil_ledger::PROVENANCE_FILE))?;
+                let policy = records
+                    .iter()
+                    .find(|r| {
+                        items
+                            .binary_search_by(|i| i.path.as_str().cmp(&r.path))
+                            .is_ok()
+                    })
+                    .and_then(|r| r.params.get("policy").cloned())
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "null".into());
+                drop(records);
+                extras.push((
+                    veil_ledger::PACK_CARD.to_string(),
+                    veil_ledger::dataset_card(&info, &items, &policy).into_bytes(),
+                ));
+            }
+            let bytes = veil_ledger::pack_release(&output, &items, &extras, &to)?;
+            println!(
+                "packed {}@{}: {} items, {} bytes (each checked against the manifest){} -> {}",
+                info.dataset,
+                info.version,
+                items.len(),
+                bytes,
+                if extras.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", with {}",
+                        extras
+                            .iter()
+                            .map(|e| e.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                to.display()
+            );
+            Ok(exit::OK)
+        }
         ReleaseCommand::Verify { dir, release, root } => {
             let (name, version) = split_release(&release)?;
             let (info, items) = veil_ledger::load_release(&root, name, version)?;
-            let r = if dir.is_file() {
-                veil_ledger::verify_archive(&dir, &items)?
-            } else {
-                veil_ledger::verify_tree(&dir, &items)
-            };
+            let r = veil_ledger::verify_pack(&dir, &items)?;
             for p in &r.missing {
                 println!("MISSING  {}", p.escape_debug());
             }

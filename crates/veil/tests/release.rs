@@ -352,3 +352,117 @@ fn release_build_refuses_unrecorded_images_and_archives() {
     let manifest = fs::read_to_string(root.join("sample/1/manifest.jsonl")).unwrap();
     assert!(!manifest.contains("stray.png") && !manifest.contains("shard-000.tar"));
 }
+
+fn pack(out: &Path, root: &Path, to: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"release",
+        &"pack",
+        &out,
+        &"--release",
+        &"sample@1",
+        &"--root",
+        &root,
+        &"--to",
+        &to,
+    ];
+    for e in extra {
+        args.push(e);
+    }
+    run(&args)
+}
+
+/// A release packs to a directory, a .tar, a .tar.zst and a .zip holding exactly its items; each
+/// archive packs to the same bytes twice; `release verify` accepts every pack; an output changed
+/// after the release makes the pack fail and leave nothing.
+#[test]
+fn release_packs_are_exact_deterministic_and_verifiable() {
+    let t = tempfile::tempdir().unwrap();
+    let out = redacted_sample(t.path());
+    let root = t.path().join("manifests");
+    assert_eq!(release_build(&out, "sample", "1", &root).0, 0);
+    let packs = t.path().join("packs");
+    fs::create_dir_all(&packs).unwrap();
+    for name in ["dir", "a.tar", "a.tar.zst", "a.zip"] {
+        let to = packs.join(name);
+        let (code, stdout, err) = pack(&out, &root, &to, &["--manifest", "--card"]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(stdout.contains("5 items"), "{stdout}");
+        let (code, stdout, err) = run(&[
+            &"release",
+            &"verify",
+            &to,
+            &"--release",
+            &"sample@1",
+            &"--root",
+            &root,
+        ]);
+        assert_eq!(code, 0, "{name}: {stdout}{err}");
+        assert!(stdout.contains("5 of 5 items ok"), "{name}: {stdout}");
+        if name != "dir" {
+            let again = packs.join(format!("again-{name}"));
+            assert_eq!(pack(&out, &root, &again, &["--manifest", "--card"]).0, 0);
+            assert_eq!(
+                fs::read(&to).unwrap(),
+                fs::read(&again).unwrap(),
+                "{name}: packing twice gives the same bytes"
+            );
+        }
+    }
+    // Exactly the items (and the asked-for extras): no records, no failed image's name.
+    let dir = packs.join("dir");
+    let card = fs::read_to_string(dir.join("README.md")).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("sample/1/release.json")).unwrap())
+            .unwrap();
+    assert!(card.starts_with("---\n"), "{card}");
+    assert!(
+        card.contains(info["merkle_root"].as_str().unwrap()),
+        "{card}"
+    );
+    assert!(card.contains("centerface"), "{card}");
+    assert!(dir.join("veil-release/sample/1/manifest.jsonl").is_file());
+    assert!(!dir.join("provenance.jsonl").exists() && !dir.join("broken.jpg").exists());
+    // An output changed after the release: the pack stops and leaves nothing.
+    let victim = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
+        .unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&victim, bytes).unwrap();
+    let to = packs.join("bad.zip");
+    let (code, _, err) = pack(&out, &root, &to, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("blake3"), "{err}");
+    assert!(!to.exists());
+    assert!(!packs.join("bad.zip.veil-partial").exists());
+}
+
+/// Outputs changed after redaction are all listed, and no release is built.
+#[test]
+fn release_build_lists_every_output_changed_since_redaction() {
+    let t = tempfile::tempdir().unwrap();
+    let out = redacted_sample(t.path());
+    let mut changed = Vec::new();
+    for e in fs::read_dir(&out).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "png" || x == "jpg") && changed.len() < 2 {
+            let mut b = fs::read(&p).unwrap();
+            b.push(0);
+            fs::write(&p, b).unwrap();
+            changed.push(p.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    let root = t.path().join("manifests");
+    let (code, _, err) = release_build(&out, "sample", "1", &root);
+    assert_eq!(code, 1, "{err}");
+    for name in &changed {
+        assert!(
+            err.contains(&format!("CHANGED {name}: size")),
+            "{name}: {err}"
+        );
+    }
+    assert!(!root.join("sample/1").exists());
+}
