@@ -15,7 +15,8 @@
 //! 2. **unreadable**: the output file is missing, is not the file the record describes (size or
 //!    blake3 differ) or cannot be decoded, so no thumbnail could be made;
 //! 3. **leak**: the leakage re-check (`veil check`) found a detection outside every obfuscated
-//!    region (`record.check.leaks` non-empty);
+//!    region, or inside one that did not hide it (`record.check.leaks` non-empty; those inside
+//!    are also in `record.check.inside`);
 //! 4. **near threshold**: a detection scored less than `threshold + margin` (margin 0.15 by
 //!    default) for its class's threshold in the record's parameters, so a slightly different
 //!    photo could have been missed; most doubtful (lowest score above its threshold) first;

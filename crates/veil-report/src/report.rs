@@ -65,7 +65,8 @@ pub enum Category {
     Failed,
     /// The output is missing, differs from its record, or cannot be decoded.
     Unreadable,
-    /// The leakage re-check found a detection outside every obfuscated region.
+    /// The leakage re-check found a detection outside every obfuscated region, or inside one
+    /// that did not hide it.
     Leak,
     /// A detection scored within the margin above its class's threshold.
     NearThreshold,
