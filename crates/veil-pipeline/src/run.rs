@@ -784,25 +784,32 @@ impl CheckReport {
 }
 
 /// Files under `output` that hold images, archives or tables of them, and that no record names
-/// (path, what they are); veil's own files (records, summaries, shard files, the review page)
-/// are known.
+/// (path, what they are); veil's own files (records, summaries, shard files, the review page
+/// and its thumbnails of recorded outputs) are known.
 pub fn unrecorded_files(
     output: &Path,
     records: &[ProvenanceRecord],
 ) -> Result<Vec<(String, String)>, PipelineError> {
     let named: std::collections::HashSet<&str> = records.iter().map(|r| r.path.as_str()).collect();
+    // The review page's thumbnails are `report/thumbs/<first 32 hex of an output's blake3>.jpg`:
+    // only those of recorded outputs are known, so a photo dropped in there is still reported.
+    let thumbs: std::collections::HashSet<String> = records
+        .iter()
+        .filter_map(|r| r.output_blake3.as_deref())
+        .filter_map(|b| b.get(..32))
+        .map(|h| format!("report/thumbs/{h}.jpg"))
+        .collect();
     let listing = walk(output)?;
     let mut found = Vec::new();
     for rel in &listing.images {
         let s = rel_string(rel);
-        if !named.contains(s.as_str()) && !s.starts_with("report/") {
+        if !named.contains(s.as_str()) && !thumbs.contains(&s) {
             found.push((s, "an image".to_string()));
         }
     }
     for rel in &listing.others {
         let s = rel_string(rel);
-        if named.contains(s.as_str()) || veil_ledger::is_record_file(&s) || s.starts_with("report/")
-        {
+        if named.contains(s.as_str()) || veil_ledger::is_record_file(&s) {
             continue;
         }
         let why = match crate::archives::file_holds_images(&output.join(rel)) {

@@ -69,6 +69,24 @@ fn images_and_archives_that_no_record_names_are_not_redacted_by_veil() {
         .unwrap();
     std::fs::write(out.join("extra/shard.bin"), shard.into_inner().unwrap()).unwrap();
     std::fs::write(out.join("extra/notes.txt"), b"not an image").unwrap();
+    // The review page's thumbnails of recorded outputs are known; a photo named like one is not.
+    std::fs::create_dir_all(out.join("report/thumbs")).unwrap();
+    let rec = provenance(&out)
+        .into_iter()
+        .find(|r| r["path"] == "bus.jpg")
+        .unwrap();
+    let known = &rec["output_blake3"].as_str().unwrap()[..32];
+    std::fs::copy(
+        out.join("bus.jpg"),
+        out.join(format!("report/thumbs/{known}.jpg")),
+    )
+    .unwrap();
+    let fake = "0123456789abcdef0123456789abcdef";
+    std::fs::copy(
+        input.join("t1.jpg"),
+        out.join(format!("report/thumbs/{fake}.jpg")),
+    )
+    .unwrap();
     let (code, err) = check(&out);
     assert_eq!(code, 1, "{err}");
     assert!(
@@ -80,6 +98,11 @@ fn images_and_archives_that_no_record_names_are_not_redacted_by_veil() {
         "{err}"
     );
     assert!(!err.contains("notes.txt"), "{err}");
+    assert!(
+        err.contains(&format!("NOT REDACTED BY VEIL report/thumbs/{fake}.jpg")),
+        "{err}"
+    );
+    assert!(!err.contains(known), "{err}");
     assert!(
         !err.contains("provenance.jsonl") && !err.contains("veil-run.json"),
         "{err}"
