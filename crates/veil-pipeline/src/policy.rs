@@ -13,7 +13,7 @@
 //! [person]
 //! mode = "pixelate"
 //! shape = "box"
-//! box_scale = 1.0
+//! box_scale = 1.1          # 5% more on every side: NanoDet's boxes are tight
 //! threshold = 0.3
 //! fill_rgb = [0, 0, 0]
 //! strength_divisor = 4      # blur radius / block side = long side / this (faces: short side / 6)
@@ -30,6 +30,10 @@ use veil_core::{Mode, ObjectClass, RedactParams, Shape, StrengthBasis};
 pub const PERSON_STRENGTH_DIVISOR: f64 = 4.0;
 /// Persons: the most high-frequency energy an obfuscated core may keep (faces: 0.5).
 pub const PERSON_MAX_HF_RATIO: f64 = 0.35;
+/// Persons: each box grows by this factor about its centre before it is obfuscated. NanoDet's
+/// boxes hug the person; with 1.1, 75 of the 76 non-hard labelled persons of the shared photos
+/// are at least 90% covered (74 with 1.0; README, "Persons").
+pub const PERSON_BOX_SCALE: f64 = 1.1;
 
 use crate::PipelineError;
 
@@ -60,7 +64,7 @@ impl Default for Policy {
                 redact: RedactParams {
                     mode: Mode::Pixelate,
                     shape: Shape::Box,
-                    box_scale: 1.0,
+                    box_scale: PERSON_BOX_SCALE,
                     feather: 0.02,
                     fill_rgb: [0, 0, 0],
                     strength_basis: StrengthBasis::Long,

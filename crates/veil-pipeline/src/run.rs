@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use veil_core::{Detection, ImageStatus, ObjectClass, ProgressEvent, ProgressSink, TOOL_VERSION};
+use veil_detect::nanodet::NanoDet;
 use veil_detect::yolox::{PersonPolicy, Yolox};
+use veil_detect::PersonDetector;
 use veil_detect::{provision, runtime, CenterFace, DetectPolicy, DeviceRequest, Family, Manifest};
 use veil_ledger::{ModelRef, ProvenanceRecord, RunSummary, PROVENANCE_FILE, RUN_SUMMARY_FILE};
 
@@ -104,7 +106,7 @@ impl Tally {
 /// The detectors of one worker (each owns its inference sessions) and how their results are fused.
 pub struct Detectors {
     face: Option<(CenterFace, DetectPolicy)>,
-    person: Option<(Yolox, PersonPolicy)>,
+    person: Option<(PersonDetector, PersonPolicy)>,
     head_fallback: bool,
 }
 
@@ -145,8 +147,9 @@ impl Detector for Detectors {
             }
         }
         let head_fallback = self.head_fallback && self.person.is_some();
+        let person_iou = self.person.as_ref().map_or(0.45, |(_, p)| p.nms_iou as f32);
         all.into_iter()
-            .map(|r| r.map(|dets| fusion::fuse(dets, 0.3, head_fallback)))
+            .map(|r| r.map(|dets| fusion::fuse(dets, 0.3, person_iou, head_fallback)))
             .collect()
     }
 }
@@ -354,13 +357,18 @@ pub fn load_detectors_for(
                     }
                     d.face = Some((model, scales));
                 }
-                Family::Yolox => {
+                Family::Yolox | Family::Nanodet => {
                     let policy = PersonPolicy {
                         threshold: cfg.policy.person.threshold,
                         tiles: cfg.person_tiles,
                         ..PersonPolicy::default()
                     };
-                    d.person = Some((Yolox::new(session, spec.name.clone())?, policy));
+                    let model = if spec.family == Family::Yolox {
+                        PersonDetector::Yolox(Yolox::new(session, spec.name.clone())?)
+                    } else {
+                        PersonDetector::NanoDet(NanoDet::new(session, spec.name.clone())?)
+                    };
+                    d.person = Some((model, policy));
                 }
             }
         }

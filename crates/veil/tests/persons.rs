@@ -50,50 +50,114 @@ fn coverage(g: [f64; 4], rs: &[[f64; 4]]) -> f64 {
     hit as f64 / 400.0
 }
 
-/// Every non-hard labelled person is covered by obfuscated person regions (at least half of its
-/// box; YOLOX-Nano boxes of large, overlapping people are often partial), and person recall at
-/// IoU 0.5 stays at the measured level.
-#[test]
-fn every_labelled_person_is_covered_with_detect_persons() {
-    let (Some(faces), Some(persons), Some(labels_file)) = (
-        shared("images/faces"),
-        shared("images/persons"),
-        shared("labels/persons.json"),
-    ) else {
-        return;
-    };
-    ensure_yolox().unwrap();
+/// Grows a box about its centre like the person policy's `box_scale` does before obfuscation.
+fn grown(b: [f64; 4], scale: f64) -> [f64; 4] {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let (hw, hh) = ((b[2] - b[0]) * scale / 2.0, (b[3] - b[1]) * scale / 2.0);
+    [cx - hw, cy - hh, cx + hw, cy + hh]
+}
+
+/// Person recall of `--detect persons` (with `extra` arguments) on the shared labelled photos:
+/// (non-hard persons, matched at IoU 0.5, covered at least half, covered at least 90% by the
+/// obfuscated regions, the ones under 90%), or None to skip.
+fn person_recall(extra: &[&str]) -> Option<(usize, usize, usize, usize, Vec<String>)> {
+    let (faces, persons, labels_file) = (
+        shared("images/faces")?,
+        shared("images/persons")?,
+        shared("labels/persons.json")?,
+    );
     let t = tempfile::tempdir().unwrap();
     let input = t.path().join("in");
     copy_dir(&faces, &input);
     copy_dir(&persons, &input);
     let out = t.path().join("out");
-    let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--detect", &"persons"]);
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"redact", &input, &out, &"-q", &"--detect", &"persons"];
+    for a in extra {
+        args.push(a);
+    }
+    let (code, _, err) = run(&args);
     assert_eq!(code, 0, "{err}");
     let recs = provenance(&out);
-    let (mut total, mut matched) = (0, 0);
-    let mut uncovered = Vec::new();
+    let (mut total, mut matched, mut half, mut most) = (0, 0, 0, 0);
+    let mut under = Vec::new();
     for rec in &recs {
         let name = rec["path"].as_str().unwrap();
-        let regions = boxes(rec, "person");
+        let scale = rec["params"]["policy"]["person"]["redact"]["box_scale"]
+            .as_f64()
+            .unwrap();
+        let regions: Vec<[f64; 4]> = boxes(rec, "person")
+            .into_iter()
+            .map(|b| grown(b, scale))
+            .collect();
         for (b, hard, ignore) in labels(&labels_file, name) {
             if hard || ignore {
                 continue;
             }
             total += 1;
-            matched += regions.iter().any(|r| iou(b, *r) >= 0.5) as usize;
+            matched += boxes(rec, "person").iter().any(|r| iou(b, *r) >= 0.5) as usize;
             let c = coverage(b, &regions);
-            if c < 0.5 {
-                uncovered.push(format!("{name} {b:?}: {c:.2}"));
+            half += (c >= 0.5) as usize;
+            most += (c >= 0.9) as usize;
+            if c < 0.9 {
+                under.push(format!("{name} {b:?}: {c:.2}"));
             }
         }
     }
-    eprintln!("persons matched at IoU 0.5: {matched}/{total}");
     assert!(total >= 70, "labels not read: {total}");
+    Some((total, matched, half, most, under))
+}
+
+/// The default person model (NanoDet-g, from npm) covers every non-hard labelled person at least
+/// half, at least 97% of them at least 90% (issue 15's target; measured 75/76), and matches at
+/// least 94% at IoU 0.5 (measured 72/76).
+#[test]
+fn every_labelled_person_is_covered_with_detect_persons() {
+    let Some((total, matched, half, most, under)) = person_recall(&[]) else {
+        return;
+    };
+    eprintln!(
+        "nanodet-g: {total} persons, IoU 0.5 {matched}, covered >= 0.5 {half}, >= 0.9 {most}\n{}",
+        under.join("\n")
+    );
+    assert_eq!(
+        half,
+        total,
+        "persons not even half covered:\n{}",
+        under.join("\n")
+    );
     assert!(
-        uncovered.is_empty(),
-        "persons not covered:\n{}",
-        uncovered.join("\n")
+        most * 100 >= total * 97,
+        "persons under 90% covered:\n{}",
+        under.join("\n")
+    );
+    assert!(
+        matched * 100 >= total * 94,
+        "person recall fell: {matched}/{total}"
+    );
+}
+
+/// YOLOX-Nano stays available (`--person-model yolox-nano` once imported) and keeps its
+/// measured level: every person covered at least half, 90% matched at IoU 0.5.
+#[test]
+fn yolox_nano_stays_an_option_for_persons() {
+    if ensure_yolox().is_none() {
+        return;
+    }
+    let Some((total, matched, half, most, under)) =
+        person_recall(&["--person-model", "yolox-nano"])
+    else {
+        return;
+    };
+    eprintln!(
+        "yolox-nano: {total} persons, IoU 0.5 {matched}, covered >= 0.5 {half}, >= 0.9 {most}\n{}",
+        under.join("\n")
+    );
+    assert_eq!(
+        half,
+        total,
+        "persons not even half covered:\n{}",
+        under.join("\n")
     );
     assert!(
         matched * 100 >= total * 90,
@@ -296,9 +360,6 @@ fn every_person_mode_redacts_every_shared_photo() {
     let (Some(faces), Some(persons)) = (shared("images/faces"), shared("images/persons")) else {
         return;
     };
-    if ensure_yolox().is_none() {
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
     let input = t.path().join("in");
     copy_dir(&faces, &input);
