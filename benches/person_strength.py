@@ -63,9 +63,11 @@ def hf(l, box, grid=None):
     return float(np.concatenate(vals).mean())
 
 
-def ratio(src, dst, box, mode, div):
+def ratio(src, dst, box, mode, div, grid_box=None):
     """Output over source energy, as veil validates it: for pixelation the better of all pairs
-    and pairs inside one block."""
+    and pairs inside one block of the grid of `grid_box` (the region as veil pixelated it: the
+    detection grown by the person box_scale; default `box`)."""
+    gb = grid_box or box
     o, n = hf(src, box), hf(dst, box)
     if not o or n is None or o < 2.0:
         return None
@@ -73,12 +75,23 @@ def ratio(src, dst, box, mode, div):
         return 0.0  # below the floor: no detail left to speak of (as veil validates)
     r = n / o
     if mode == "pixelate" and r > 0.0:
-        side = max(4, int(np.ceil(np.floor(max(box[2] - box[0], box[3] - box[1])) / float(div))))
-        grid = (int(np.floor(box[0])), int(np.floor(box[1])), side, 2 if side >= 12 else 0)
+        side = max(4, int(np.ceil(np.floor(max(gb[2] - gb[0], gb[3] - gb[1])) / float(div))))
+        grid = (int(np.floor(gb[0])), int(np.floor(gb[1])), side, 2 if side >= 12 else 0)
         o2, n2 = hf(src, box, grid), hf(dst, box, grid)
         if o2 and n2 is not None:
             r = min(r, n2 / o2)
     return r
+
+
+def grow(b, scale, shape):
+    """A detection grown about its centre by `scale` and clipped to the image, as veil does."""
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    hw, hh = (b[2] - b[0]) * scale / 2, (b[3] - b[1]) * scale / 2
+    return [max(0.0, cx - hw), max(0.0, cy - hh), min(float(shape[1]), cx + hw), min(float(shape[0]), cy + hh)]
+
+
+def overlap(a, b):
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def main():
@@ -117,7 +130,8 @@ def main():
                     if r["status"] == "failed":
                         continue
                     src, dst = luma(os.path.join(inp, r["path"])), luma(os.path.join(out, r["path"]))
-                    boxes = [[d["box"][k] for k in ("x1", "y1", "x2", "y2")]
+                    scale = r["params"]["policy"]["person"]["redact"]["box_scale"]
+                    boxes = [grow([d["box"][k] for k in ("x1", "y1", "x2", "y2")], scale, src.shape)
                              for d in r["detections"] if d["class"] == "person"]
                     for b in boxes:
                         v = ratio(src, dst, b, mode, div)
@@ -126,7 +140,8 @@ def main():
                     for l in labels.get(r["path"], []):
                         if l.get("hard") or l.get("ignore"):
                             continue
-                        v = ratio(src, dst, l["box"], mode, div)
+                        cover = max(boxes, key=lambda b: overlap(b, l["box"]), default=None)
+                        v = ratio(src, dst, l["box"], mode, div, cover)
                         if v is not None:
                             lab.append(v)
                 ratios.sort()
