@@ -10,6 +10,7 @@ pub mod container;
 pub mod decode;
 pub mod encode;
 pub mod fusion;
+pub mod members;
 pub mod policy;
 pub mod process;
 pub mod replay;
