@@ -101,6 +101,19 @@ pub struct ProvenanceRecord {
     /// applies to the output with `output_blake3` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
+    /// On the record of an image inside a dataset archive (a WebDataset shard, a zip): the
+    /// archive's path. Such a record's `path` is `ARCHIVE#MEMBER` (for example
+    /// `shards/000042.tar#000123.jpg`) and its output lives inside the archive's output, which
+    /// has a record of its own (with `format` `tar`, `tar.gz`, `tar.zst` or `zip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+}
+
+impl ProvenanceRecord {
+    /// Whether this is the record of a member of a dataset archive (no file of its own).
+    pub fn is_member(&self) -> bool {
+        self.archive.is_some()
+    }
 }
 
 /// A reviewer's decision on one output, made on the review page (`veil report`) and recorded by
@@ -378,6 +391,7 @@ mod tests {
             error_stage: None,
             error: None,
             review: None,
+            archive: None,
         }
     }
 

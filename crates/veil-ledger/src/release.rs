@@ -410,7 +410,11 @@ pub fn build_release(
     }
 
     let mut records = read_provenance(&output_tree.join(PROVENANCE_FILE))?;
-    records.retain(|r| matches!(r.status, ImageStatus::Redacted | ImageStatus::NoDetections));
+    // A member of a dataset archive is published inside its archive, which is the item (with a
+    // record of its own).
+    records.retain(|r| {
+        !r.is_member() && matches!(r.status, ImageStatus::Redacted | ImageStatus::NoDetections)
+    });
     if records.is_empty() {
         return Err(ReleaseError::Empty {
             output_tree: output_tree.to_path_buf(),
@@ -1135,6 +1139,7 @@ mod tests {
             error_stage: content.is_none().then_some(FailureStage::Decode),
             error: content.is_none().then(|| "bad".to_string()),
             review: None,
+            archive: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! them ([`stages`]). It never prints: it sends
 //! [`veil_core::ProgressEvent`]s to the caller.
 
+pub mod archive_job;
 pub mod archives;
 pub mod container;
 pub mod decode;

@@ -164,7 +164,10 @@ impl Guard {
         if self.names.len() >= self.caps.members {
             return Err(refuse(format!("more than {} members", self.caps.members)));
         }
-        let key = name.trim_end_matches('/').trim_start_matches("./").to_string();
+        let key = name
+            .trim_end_matches('/')
+            .trim_start_matches("./")
+            .to_string();
         if !self.names.insert(key) {
             return Err(refuse("a second member of the same name".into()));
         }
@@ -348,10 +351,9 @@ pub fn create_writer(
             )),
         }),
         Format::Zip => {
-            let src = zip::ZipArchive::new(BufReader::new(
-                fs::File::open(source).map_err(read_err)?,
-            ))
-            .map_err(read_err)?;
+            let src =
+                zip::ZipArchive::new(BufReader::new(fs::File::open(source).map_err(read_err)?))
+                    .map_err(read_err)?;
             Box::new(ZipWriter {
                 w: zip::ZipWriter::new(out),
                 src,
@@ -452,7 +454,9 @@ impl MemberWriter for ZipWriter {
 
     fn finish(self: Box<Self>) -> Result<(), ArchiveError> {
         let buffered = self.w.finish().map_err(write_err)?;
-        let file = buffered.into_inner().map_err(|e| write_err(e.into_error()))?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| write_err(e.into_error()))?;
         file.sync_all().map_err(write_err)
     }
 }

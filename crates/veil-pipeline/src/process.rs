@@ -187,7 +187,22 @@ pub struct Prepared {
     p: Partial,
     /// The image's place in the run's in-flight budget, given back when it is dropped.
     permit: Option<Permit>,
+    /// For a member of a dataset archive: where its result goes (its archive's writer) instead
+    /// of a file of its own.
+    member: Option<MemberTx>,
 }
+
+/// The result of an image member of a dataset archive: its record, and its redacted bytes
+/// unless it failed (then it is left out of the output archive).
+#[derive(Debug)]
+pub struct MemberResult {
+    pub record: ProvenanceRecord,
+    pub times: StageTimes,
+    pub output: Option<Vec<u8>>,
+}
+
+/// Where a member's [`MemberResult`] is sent.
+pub type MemberTx = std::sync::mpsc::Sender<MemberResult>;
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,6 +241,89 @@ impl Prepared {
     /// The image's path relative to the input root.
     pub fn rel(&self) -> &Path {
         &self.rel
+    }
+
+    /// Where the result of an archive member goes (`None` for a file of its own).
+    pub fn member_tx(&self) -> Option<MemberTx> {
+        self.member.clone()
+    }
+
+    /// Concludes the image as failed outside the normal steps: a file through
+    /// [`fail_closed`] (returned, for the caller to record), a member by sending its failed
+    /// result to its archive (`None` returned).
+    pub fn fail(
+        self,
+        output_root: &Path,
+        settings: &ImageSettings,
+        stage: FailureStage,
+        reason: &str,
+    ) -> Option<(ProvenanceRecord, StageTimes)> {
+        let Prepared {
+            rel,
+            rel_str,
+            member,
+            ..
+        } = self;
+        match member {
+            Some(tx) => {
+                let _ = tx.send(member_failed(&rel_str, settings, stage, reason));
+                None
+            }
+            None => Some(fail_closed(
+                output_root,
+                &rel,
+                &rel_str,
+                settings,
+                stage,
+                reason,
+            )),
+        }
+    }
+}
+
+/// The record of a dataset archive itself ([`crate::archive_job`]): its source, and its output
+/// (status `redacted`) or why it failed as a whole.
+pub fn archive_record(
+    rel_str: &str,
+    settings: &ImageSettings,
+    format: &str,
+    source: Option<(String, u64)>,
+    result: Result<(String, u64), (FailureStage, String)>,
+) -> ProvenanceRecord {
+    let mut p = Partial::default();
+    if let Some((blake3, size)) = source {
+        p.source_blake3 = Some(blake3);
+        p.source_size = Some(size);
+    }
+    p.format = Some(format.to_string());
+    let ok = result.is_ok();
+    let mut r = record(
+        rel_str,
+        settings,
+        p,
+        result.map_err(|(stage, reason)| Failure { stage, reason }),
+    );
+    if ok {
+        r.status = ImageStatus::Redacted;
+    }
+    r
+}
+
+/// The failed result of an archive member (no output: it is left out of its archive).
+pub fn member_failed(
+    rel_str: &str,
+    settings: &ImageSettings,
+    stage: FailureStage,
+    reason: &str,
+) -> MemberResult {
+    let failure = Failure {
+        stage,
+        reason: reason.to_string(),
+    };
+    MemberResult {
+        record: record(rel_str, settings, Partial::default(), Err(failure)),
+        times: StageTimes::default(),
+        output: None,
     }
 }
 
@@ -293,6 +391,7 @@ pub fn prepare(
             decoded,
             rgb_of_rgba,
             p,
+            member: None,
         }),
         Err(f) => Err(Box::new(conclude(
             output_root,
@@ -302,6 +401,89 @@ pub fn prepare(
             p,
             Err(f),
         ))),
+    }
+}
+
+/// [`prepare`] for an image member of a dataset archive, from its bytes: its result will go to
+/// `tx`. A member that fails here is concluded at once (its failed result is returned).
+pub fn prepare_member(
+    bytes: Vec<u8>,
+    rel_str: &str,
+    settings: &ImageSettings,
+    admit: Option<Admit<'_>>,
+    tx: MemberTx,
+) -> Result<Prepared, MemberResult> {
+    let mut p = Partial::default();
+    let mut permit = None;
+    match prepare_bytes_steps(bytes, settings, admit, &mut permit, &mut p) {
+        Ok((bytes, format, decoded, rgb_of_rgba)) => Ok(Prepared {
+            permit,
+            rel: PathBuf::from(rel_str),
+            rel_str: rel_str.to_string(),
+            bytes,
+            format,
+            decoded,
+            rgb_of_rgba,
+            p,
+            member: Some(tx),
+        }),
+        Err(f) => {
+            let times = p.times;
+            Err(MemberResult {
+                record: record(rel_str, settings, p, Err(f)),
+                times,
+                output: None,
+            })
+        }
+    }
+}
+
+/// [`finish`] for an archive member: the result, with the redacted bytes instead of a file.
+pub fn finish_member(
+    item: Prepared,
+    detections: Result<Vec<Detection>, String>,
+    detect_seconds: f64,
+    settings: &ImageSettings,
+) -> MemberResult {
+    let Prepared {
+        rel,
+        rel_str,
+        bytes,
+        format,
+        decoded,
+        rgb_of_rgba,
+        mut p,
+        permit,
+        member: _,
+    } = item;
+    p.times.detect += detect_seconds;
+    let mut output = None;
+    let result = match detections {
+        Err(e) => Err(fail(FailureStage::Detect)(e)),
+        Ok(dets) => {
+            p.detections = dets;
+            finish_steps(
+                Path::new(""),
+                &rel,
+                settings,
+                bytes,
+                format,
+                decoded,
+                rgb_of_rgba,
+                &mut p,
+                Some(&mut output),
+            )
+        }
+    };
+    drop(permit);
+    if result.is_err() {
+        output = None;
+    }
+    let times = p.times;
+    MemberResult {
+        record: record(&rel_str, settings, p, result),
+        times,
+        output,
     }
 }
 
@@ -323,6 +505,7 @@ pub fn finish(
         rgb_of_rgba,
         mut p,
         permit,
+        member: _,
     } = item;
     p.times.detect += detect_seconds;
     let result = match detections {
@@ -338,6 +521,7 @@ pub fn finish(
                 decoded,
                 rgb_of_rgba,
                 &mut p,
+                None,
             )
         }
     };
@@ -422,6 +606,7 @@ fn record(
         error_stage,
         error,
         review: None,
+        archive: None,
     }
 }
 
@@ -434,8 +619,18 @@ fn prepare_steps(
     permit: &mut Option<Permit>,
     p: &mut Partial,
 ) -> Result<PreparedParts, Failure> {
-    let mut t = Instant::now();
     let bytes = fs::read(src).map_err(|e| fail(FailureStage::Read)(e.to_string()))?;
+    prepare_bytes_steps(bytes, settings, admit, permit, p)
+}
+
+fn prepare_bytes_steps(
+    bytes: Vec<u8>,
+    settings: &ImageSettings,
+    admit: Option<Admit<'_>>,
+    permit: &mut Option<Permit>,
+    p: &mut Partial,
+) -> Result<PreparedParts, Failure> {
+    let mut t = Instant::now();
     p.source_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
     p.source_size = Some(bytes.len() as u64);
     if bytes.is_empty() {
@@ -520,8 +715,18 @@ fn finish_steps(
     decoded: Decoded,
     rgb_of_rgba: Option<RgbImage>,
     p: &mut Partial,
+    keep: Option<&mut Option<Vec<u8>>>,
 ) -> Result<(String, u64), Failure> {
     let mut t = Instant::now();
+    // Writes the output file, or keeps the bytes for an archive member.
+    let deliver = |out: Vec<u8>| -> Result<(String, u64), Failure> {
+        let done = (blake3::hash(&out).to_hex().to_string(), out.len() as u64);
+        match keep {
+            Some(slot) => *slot = Some(out),
+            None => write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?,
+        }
+        Ok(done)
+    };
     if p.detections.is_empty()
         && settings.lossless_strip
         && format == ImageFormat::Jpeg
@@ -531,9 +736,9 @@ fn finish_steps(
             if let Some(out) = lossless_copy(&bytes, original, settings.max_pixels) {
                 p.times.encode += lap(&mut t);
                 p.output_phash = p.source_phash.clone();
-                write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?;
+                let done = deliver(out)?;
                 p.times.write += lap(&mut t);
-                return Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64));
+                return Ok(done);
             }
         }
     }
@@ -579,9 +784,9 @@ fn finish_steps(
     p.times.verify += lap(&mut t);
     p.output_phash = Some(perceptual_hashes(&written));
     p.times.phash += lap(&mut t);
-    write_output(output_root, rel, &out).map_err(fail(FailureStage::Write))?;
+    let done = deliver(out)?;
     p.times.write += lap(&mut t);
-    Ok((blake3::hash(&out).to_hex().to_string(), out.len() as u64))
+    Ok(done)
 }
 
 /// Detection boxes grouped by class, in the order they are applied (faces, then persons).

@@ -617,41 +617,50 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         });
         tally.lock().unwrap_or_else(|e| e.into_inner()).add(record);
     };
-    let (images, input, output) = (&listing.images, &cfg.input, &cfg.output);
-    match detectors {
-        DetectStage::Run(d) => {
-            crate::stages::run_staged(images, input, output, &settings, d, shape, &done)
-        }
-        DetectStage::Replay(d) => {
-            crate::stages::run_staged(images, input, output, &settings, d, shape, &done)
-        }
-    }
-    // Archives and tables that may hold images are not read yet: each is a failed record, and
-    // none is ever copied (crate::archives).
+    // Other files: dataset archives that hold images (tar, tar.gz, tar.zst, zip) are redacted
+    // member by member into the same format; other archives and tables that may hold images
+    // are failed records and never copied (crate::archives); the rest are ordinary files.
     let mut plain_others = Vec::with_capacity(listing.others.len());
+    let mut archives = Vec::new();
+    let mut refused = Vec::new();
     for rel in std::mem::take(&mut listing.others) {
-        let why = match crate::archives::file_holds_images(&cfg.input.join(&rel)) {
+        let path = cfg.input.join(&rel);
+        let why = match crate::archives::file_holds_images(&path) {
             Ok(why) => why,
             Err(e) => Some(format!("unreadable ({e}), so it may hold images")),
         };
-        match why {
-            Some(why) => {
-                let (record, times) = crate::process::fail_closed(
-                    &cfg.output,
-                    &rel,
-                    &rel_string(&rel),
-                    &settings,
-                    veil_core::FailureStage::Decode,
-                    &format!(
-                        "not processed: container ({why}); veil does not read images inside archives or tables yet: unpack it into the input and run again"
-                    ),
-                );
-                done(record, times);
-            }
-            None => plain_others.push(rel),
+        let Some(why) = why else {
+            plain_others.push(rel);
+            continue;
+        };
+        match crate::members::Format::sniff(&path) {
+            Ok(Some(format)) => archives.push(crate::archive_job::ArchiveJob { rel, format }),
+            _ => refused.push((rel, why)),
         }
     }
     listing.others = plain_others;
+    let (images, input, output) = (&listing.images, &cfg.input, &cfg.output);
+    match detectors {
+        DetectStage::Run(d) => {
+            crate::stages::run_staged(images, &archives, input, output, &settings, d, shape, &done)
+        }
+        DetectStage::Replay(d) => {
+            crate::stages::run_staged(images, &archives, input, output, &settings, d, shape, &done)
+        }
+    }
+    for (rel, why) in refused {
+        let (record, times) = crate::process::fail_closed(
+            &cfg.output,
+            &rel,
+            &rel_string(&rel),
+            &settings,
+            veil_core::FailureStage::Decode,
+            &format!(
+                "not processed: container ({why}); veil reads images inside tar, tar.gz, tar.zst and zip archives only: unpack it into the input and run again"
+            ),
+        );
+        done(record, times);
+    }
     let seconds = t0.elapsed().as_secs_f64();
     drop(prov);
 
@@ -871,89 +880,129 @@ pub fn check(
     let pool_of_detectors = Mutex::new(dets);
     let pool = pool_for(jobs)?;
     let todo: Vec<usize> = (0..records.len())
-        .filter(|&i| records[i].status != ImageStatus::Failed)
+        .filter(|&i| records[i].status != ImageStatus::Failed && !records[i].is_member())
         .collect();
+    // Members of dataset archives are checked archive by archive, each archive read once.
+    let mut by_archive: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        if let (Some(archive), false) = (&r.archive, r.status == ImageStatus::Failed) {
+            by_archive.entry(archive.clone()).or_default().push(i);
+        }
+    }
+    let members_total: usize = by_archive.values().map(Vec::len).sum();
     progress.event(ProgressEvent::Started {
-        total: todo.len() as u64,
+        total: (todo.len() + members_total) as u64,
     });
     type Checked = (Vec<(Detection, bool)>, Option<String>);
-    let results: Vec<(usize, Result<Checked, String>)> = pool.install(|| {
+    let judge = |rec: &ProvenanceRecord,
+                 found: Result<(Vec<Detection>, Option<String>), String>| {
+        let found = found.map(|(dets, changed)| {
+            let record_policy: Policy = rec
+                .params
+                .get("policy")
+                .and_then(|p| serde_json::from_value(p.clone()).ok())
+                .unwrap_or(detectors.policy);
+            let regions: Vec<veil_core::BBox> = rec
+                .detections
+                .iter()
+                .map(|r| {
+                    r.bbox
+                        .scaled(record_policy.class(r.class).redact.box_scale as f32)
+                })
+                .collect();
+            // Outside every region, a detection at the threshold is a leak. Inside one, it
+            // is when the detector is about as sure as it was of the source there and
+            // sure in itself: a blurred face still looks like a head (CenterFace re-finds
+            // about one in ten at 0.52-0.58), a face painted back keeps its score.
+            let leaks = dets
+                .into_iter()
+                .filter(|d| f64::from(d.score) >= threshold)
+                .filter_map(|d| {
+                    let source = rec
+                        .detections
+                        .iter()
+                        .zip(&regions)
+                        .filter(|(r, region)| {
+                            r.class == d.class && covered(&d, std::slice::from_ref(*region))
+                        })
+                        .map(|(r, _)| r.score)
+                        .fold(None::<f32>, |m, s| Some(m.map_or(s, |m| m.max(s))));
+                    match source {
+                        None if covered(&d, &regions) => None,
+                        None => Some((d, false)),
+                        Some(s)
+                            if d.score >= INSIDE_SCORE_RATIO * s && d.score >= INSIDE_MIN_SCORE =>
+                        {
+                            Some((d, true))
+                        }
+                        Some(_) => None,
+                    }
+                })
+                .collect::<Vec<_>>();
+            (leaks, changed)
+        });
+        progress.event(ProgressEvent::ImageDone {
+            path: rec.path.clone(),
+            status: rec.status,
+            detections: found.as_ref().map(|l| l.0.len()).unwrap_or(0),
+            error: found.as_ref().err().cloned(),
+        });
+        found
+    };
+    let take = || {
+        pool_of_detectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+    };
+    let give_back = |d: Option<Detectors>| {
+        if let Some(d) = d {
+            pool_of_detectors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d);
+        }
+    };
+    let mut results: Vec<(usize, Result<Checked, String>)> = pool.install(|| {
         todo.par_iter()
             .with_max_len(1)
             .map(|&i| {
                 let rec = &records[i];
-                let mut det = pool_of_detectors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .pop();
+                let mut det = take();
                 let found = match det.as_mut() {
                     None => Err("internal: no free detector".to_string()),
                     Some(d) => check_one(output, rec, d),
                 };
-                if let Some(d) = det {
-                    pool_of_detectors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(d);
-                }
-                let found = found.map(|(dets, changed)| {
-                    let record_policy: Policy = rec
-                        .params
-                        .get("policy")
-                        .and_then(|p| serde_json::from_value(p.clone()).ok())
-                        .unwrap_or(detectors.policy);
-                    let regions: Vec<veil_core::BBox> = rec
-                        .detections
-                        .iter()
-                        .map(|r| {
-                            r.bbox
-                                .scaled(record_policy.class(r.class).redact.box_scale as f32)
-                        })
-                        .collect();
-                    // Outside every region, a detection at the threshold is a leak. Inside one, it
-                    // is when the detector is about as sure as it was of the source there and
-                    // sure in itself: a blurred face still looks like a head (CenterFace re-finds
-                    // about one in ten at 0.52-0.58), a face painted back keeps its score.
-                    let leaks = dets
-                        .into_iter()
-                        .filter(|d| f64::from(d.score) >= threshold)
-                        .filter_map(|d| {
-                            let source = rec
-                                .detections
-                                .iter()
-                                .zip(&regions)
-                                .filter(|(r, region)| {
-                                    r.class == d.class && covered(&d, std::slice::from_ref(*region))
-                                })
-                                .map(|(r, _)| r.score)
-                                .fold(None::<f32>, |m, s| Some(m.map_or(s, |m| m.max(s))));
-                            match source {
-                                None if covered(&d, &regions) => None,
-                                None => Some((d, false)),
-                                Some(s)
-                                    if d.score >= INSIDE_SCORE_RATIO * s
-                                        && d.score >= INSIDE_MIN_SCORE =>
-                                {
-                                    Some((d, true))
-                                }
-                                Some(_) => None,
-                            }
-                        })
-                        .collect::<Vec<_>>();
-                    (leaks, changed)
-                });
-                progress.event(ProgressEvent::ImageDone {
-                    path: rec.path.clone(),
-                    status: rec.status,
-                    detections: found.as_ref().map(|l| l.0.len()).unwrap_or(0),
-                    error: found.as_ref().err().cloned(),
-                });
-                (i, found)
+                give_back(det);
+                (i, judge(rec, found))
             })
             .collect()
     });
+    let member_results: Vec<Vec<(usize, Result<Checked, String>)>> = pool.install(|| {
+        let by_archive: Vec<(&String, &Vec<usize>)> = by_archive.iter().collect();
+        by_archive
+            .par_iter()
+            .with_max_len(1)
+            .map(|&(archive, idx)| {
+                let mut det = take();
+                let found = match det.as_mut() {
+                    None => idx
+                        .iter()
+                        .map(|&i| (i, Err("internal: no free detector".to_string())))
+                        .collect(),
+                    Some(d) => check_members(output, archive, idx, &records, d),
+                };
+                give_back(det);
+                found
+                    .into_iter()
+                    .map(|(i, f)| (i, judge(&records[i], f)))
+                    .collect()
+            })
+            .collect()
+    });
+    results.extend(member_results.into_iter().flatten());
     let mut report = CheckReport {
-        images: todo.len() as u64,
+        images: (todo.len() + members_total) as u64,
         leaks: Vec::new(),
         unreadable: Vec::new(),
         changed: Vec::new(),
@@ -1018,8 +1067,93 @@ fn check_one(
         }
         Err(e) => return Err(format!("{}: {e}", path.display())),
     }
+    if is_archive_record(rec) {
+        // The archive as a file: its bytes against its record (its images are checked as
+        // members, each against its own record).
+        let mut h = blake3::Hasher::new();
+        h.update_reader(fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let blake3 = h.finalize().to_hex().to_string();
+        let size = fs::metadata(&path).map(|m| m.len()).ok();
+        return Ok((Vec::new(), changed_since(rec, &blake3, size)));
+    }
     let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let blake3 = blake3::hash(&bytes).to_hex().to_string();
+    check_bytes(&bytes, rec, d)
+}
+
+/// Whether a record is that of a dataset archive itself (`format` tar, tar.gz, tar.zst, zip).
+fn is_archive_record(rec: &ProvenanceRecord) -> bool {
+    !rec.is_member()
+        && matches!(
+            rec.format.as_deref(),
+            Some("tar" | "tar.gz" | "tar.zst" | "zip")
+        )
+}
+
+fn changed_since(rec: &ProvenanceRecord, blake3: &str, size: Option<u64>) -> Option<String> {
+    (rec.output_blake3.as_deref() != Some(blake3)).then(|| {
+        format!(
+            "changed since redaction: blake3 {blake3} ({} bytes), recorded {} ({} bytes)",
+            size.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            rec.output_blake3.as_deref().unwrap_or("none"),
+            rec.output_size
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "?".into())
+        )
+    })
+}
+
+/// The members of one output archive with records (`idx` into `records`), each checked like a
+/// file: its bytes against its record, and the detector run on it. The archive is read once.
+fn check_members(
+    output: &Path,
+    archive: &str,
+    idx: &[usize],
+    records: &[ProvenanceRecord],
+    d: &mut Detectors,
+) -> Vec<(usize, Result<(Vec<Detection>, Option<String>), String>)> {
+    let prefix = format!("{archive}#");
+    let mut wanted: std::collections::HashMap<&str, usize> = idx
+        .iter()
+        .filter_map(|&i| records[i].path.strip_prefix(&prefix).map(|m| (m, i)))
+        .collect();
+    let mut out = Vec::new();
+    let path = if veil_ledger::safe_rel_path(archive) {
+        crate::process::output_dir(output, Path::new(archive), false)
+            .map(|dir| dir.join(Path::new(archive).file_name().unwrap_or_default()))
+    } else {
+        Err("unsafe archive path in the record: not read".into())
+    };
+    let read = path.and_then(|path| {
+        let format = crate::members::Format::sniff(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .ok_or_else(|| format!("{}: no longer a tar or zip archive", path.display()))?;
+        crate::members::read_members(&path, format, crate::members::Caps::default(), &mut |m| {
+            if let Some(i) = wanted.remove(m.name.as_str()) {
+                out.push((i, check_bytes(&m.data, &records[i], d)));
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))
+    });
+    if let Err(e) = read {
+        return idx.iter().map(|&i| (i, Err(e.clone()))).collect();
+    }
+    out.extend(
+        wanted
+            .into_values()
+            .map(|i| (i, Err(format!("not in the output archive {archive}")))),
+    );
+    out
+}
+
+/// An output's bytes against its record, and the detections in them.
+fn check_bytes(
+    bytes: &[u8],
+    rec: &ProvenanceRecord,
+    d: &mut Detectors,
+) -> Result<(Vec<Detection>, Option<String>), String> {
+    let blake3 = blake3::hash(bytes).to_hex().to_string();
     let changed = if rec.output_blake3.as_deref() != Some(blake3.as_str()) {
         Some(format!(
             "changed since redaction: blake3 {blake3} ({} bytes), recorded {} ({} bytes)",
@@ -1032,12 +1166,12 @@ fn check_one(
     } else {
         None
     };
-    let format = match container::scan(&bytes).format {
+    let format = match container::scan(bytes).format {
         container::ContainerFormat::Jpeg => image::ImageFormat::Jpeg,
         container::ContainerFormat::Png => image::ImageFormat::Png,
         container::ContainerFormat::Webp => image::ImageFormat::WebP,
         _ => return Err("output is not a JPEG, PNG or WebP file".into()),
     };
-    let decoded = crate::decode::decode(&bytes, format, crate::DEFAULT_MAX_PIXELS)?;
+    let decoded = crate::decode::decode(bytes, format, crate::DEFAULT_MAX_PIXELS)?;
     Ok((d.detect(&decoded.image.to_rgb())?, changed))
 }

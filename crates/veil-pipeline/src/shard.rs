@@ -304,7 +304,8 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
             continue;
         }
         for r in records {
-            if !shard.contains(&r.path) {
+            // A member of an archive goes with its archive.
+            if !shard.contains(r.archive.as_deref().unwrap_or(&r.path)) {
                 report.unknown.push(format!(
                     "{} (recorded by shard {k}, belongs to another)",
                     r.path
@@ -349,7 +350,8 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
             .cloned()
             .collect();
         // Other files of the input have a record only when they are archives or tables that
-        // may hold images, failed as `not processed: container`.
+        // may hold images: redacted member by member (the archive's record and one per image
+        // member), or failed as `not processed: container`.
         let others: std::collections::BTreeSet<String> = listing
             .others
             .iter()
@@ -359,8 +361,8 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
             by_path
                 .iter()
                 .filter(|(p, r)| {
-                    let container =
-                        others.contains(*p) && r.status == veil_core::ImageStatus::Failed;
+                    let container = others.contains(*p)
+                        || r.archive.as_ref().is_some_and(|a| others.contains(a));
                     !wanted.contains(*p) && !container
                 })
                 .map(|(p, _)| p.clone()),
@@ -370,7 +372,7 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
     // hashes are checked by `veil release build` and `verify`).
     report.missing_outputs = by_path
         .values()
-        .filter(|r| r.status != veil_core::ImageStatus::Failed)
+        .filter(|r| r.status != veil_core::ImageStatus::Failed && !r.is_member())
         .filter(|r| {
             let rel = Path::new(&r.path);
             let meta = crate::process::output_dir(output, rel, false)

@@ -192,8 +192,10 @@ fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
 /// `catch_unwind` (a panic fails that image, closed, with the panic's message), and should a
 /// stage's threads all be gone, the last one out concludes the images still coming to it as
 /// failed (see [`Member`]).
+#[allow(clippy::too_many_arguments)]
 pub fn run_staged<D: Detector>(
     images: &[PathBuf],
+    archives: &[crate::archive_job::ArchiveJob],
     input: &Path,
     output: &Path,
     settings: &ImageSettings,
@@ -220,29 +222,24 @@ pub fn run_staged<D: Detector>(
         done(record, times);
     };
     let crashed = &crashed;
-    let detect_orphan = |item: Prepared| {
-        let rel = item.rel().to_path_buf();
-        drop(item);
-        crashed(
-            &rel,
-            FailureStage::Detect,
-            "internal: no detector running".into(),
-        );
+    // An item that cannot go on: a file is concluded here, a member through its archive.
+    let fail_item = |item: Prepared, stage: FailureStage, why: &str| {
+        if let Some((record, times)) = item.fail(output, settings, stage, why) {
+            done(record, times);
+        }
     };
+    let fail_item = &fail_item;
+    let detect_orphan =
+        |item: Prepared| fail_item(item, FailureStage::Detect, "internal: no detector running");
     let finish_orphan = |(item, _, _): Detected| {
-        let rel = item.rel().to_path_buf();
-        drop(item);
-        crashed(
-            &rel,
-            FailureStage::Redact,
-            "internal: no finisher running".into(),
-        );
+        fail_item(item, FailureStage::Redact, "internal: no finisher running")
     };
     let (detect_orphan, finish_orphan) = (&detect_orphan, &finish_orphan);
+    let next_archive = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..shape.decoders.max(1) {
             let to_detect = to_detect.clone();
-            let (budget, next) = (&budget, &next);
+            let (budget, next, next_archive) = (&budget, &next, &next_archive);
             s.spawn(move || {
                 while let Some(rel) = images.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let rel_str = rel_string(rel);
@@ -263,15 +260,33 @@ pub fn run_staged<D: Detector>(
                         Ok(Ok(item)) => {
                             if let Err(back) = to_detect.send(item) {
                                 // Only if every detect thread is gone.
-                                let rel = back.0.rel().to_path_buf();
-                                drop(back);
-                                crashed(
-                                    &rel,
+                                fail_item(
+                                    back.0,
                                     FailureStage::Detect,
-                                    "internal: no detector running".into(),
+                                    "internal: no detector running",
                                 );
                             }
                         }
+                    }
+                }
+                // Then whole archives, each read and written in order by this thread while its
+                // image members go through the same detect and finish stages.
+                while let Some(job) = archives.get(next_archive.fetch_add(1, Ordering::Relaxed)) {
+                    let admit = |pixels: u64| budget.admit(pixels);
+                    let ran = catch_unwind(AssertUnwindSafe(|| {
+                        crate::archive_job::run_archive(
+                            job, input, output, settings, &to_detect, &admit, done,
+                        )
+                    }));
+                    if let Err(e) = ran {
+                        crashed(
+                            &job.rel,
+                            FailureStage::Decode,
+                            format!(
+                                "internal: crashed (panic) while reading the archive: {}",
+                                panic_message(&*e)
+                            ),
+                        );
                     }
                 }
             });
@@ -321,9 +336,7 @@ pub fn run_staged<D: Detector>(
                     let seconds = t.elapsed().as_secs_f64() / items.len() as f64;
                     for (item, found) in items.into_iter().zip(found) {
                         if let Err(back) = to_finish.send((item, found, seconds)) {
-                            let rel = back.0 .0.rel().to_path_buf();
-                            drop(back);
-                            crashed(&rel, FailureStage::Redact, "internal: no finisher running".into());
+                            fail_item(back.0 .0, FailureStage::Redact, "internal: no finisher running");
                         }
                     }
                 }
@@ -347,6 +360,25 @@ pub fn run_staged<D: Detector>(
                         break;
                     };
                     let rel = item.rel().to_path_buf();
+                    if let Some(tx) = item.member_tx() {
+                        let rel_str = rel_string(&rel);
+                        let result = catch_unwind(AssertUnwindSafe(|| {
+                            process::finish_member(item, found, seconds, settings)
+                        }))
+                        .unwrap_or_else(|e| {
+                            process::member_failed(
+                                &rel_str,
+                                settings,
+                                FailureStage::Redact,
+                                &format!(
+                                    "internal: crashed (panic) while finishing: {}",
+                                    panic_message(&*e)
+                                ),
+                            )
+                        });
+                        let _ = tx.send(result);
+                        continue;
+                    }
                     match catch_unwind(AssertUnwindSafe(|| {
                         process::finish(output, item, found, seconds, settings)
                     })) {

@@ -204,6 +204,7 @@ fn synthesise(root: &Path, a: &Args) -> usize {
             error_stage: fail.then_some(FailureStage::Decode),
             error: fail.then(|| "not a supported image".to_string()),
             review: None,
+            archive: None,
         };
         lines.push_str(&serde_json::to_string(&rec).unwrap());
         lines.push('\n');

@@ -71,6 +71,7 @@ fn output(root: &Path, path: &str, bytes: &[u8], detections: Vec<Detection>) -> 
         error_stage: None,
         error: None,
         review: None,
+        archive: None,
     }
 }
 

@@ -106,7 +106,7 @@ fn changed_outputs(output: &Path) -> Result<Vec<(String, String)>> {
     let mut changed = Vec::new();
     for r in records
         .iter()
-        .filter(|r| r.status != veil_core::ImageStatus::Failed)
+        .filter(|r| r.status != veil_core::ImageStatus::Failed && !r.is_member())
     {
         if !veil_ledger::safe_rel_path(&r.path) {
             continue;
