@@ -38,11 +38,11 @@ pub struct ArchiveJob {
 
 enum Entry {
     /// Written back as it is.
-    Plain(Member),
+    Plain(Box<Member>),
     /// An image member on its way through the stages.
-    Image(Member, Receiver<MemberResult>),
+    Image(Box<Member>, Receiver<MemberResult>),
     /// A member concluded already (failed): left out.
-    Concluded(MemberResult),
+    Concluded(Box<MemberResult>),
 }
 
 /// Runs one archive; `done` gets every record (members first, then the archive's) once the
@@ -118,13 +118,13 @@ fn rewrite(
         let writing = s.spawn(move || write_entries(writer, erx, settings, rel_str));
         let read = members::read_members(src, job.format, Caps::default(), &mut |mut m| {
             let entry = if m.is_dir {
-                Entry::Plain(m)
+                Entry::Plain(Box::new(m))
             } else if crate::archives::looks_like_image(&m.data) {
                 let member_path = format!("{rel_str}#{}", m.name);
                 let bytes = std::mem::take(&mut m.data);
                 let (tx, rx) = channel();
                 match process::prepare_member(bytes, &member_path, settings, Some(admit), tx) {
-                    Err(res) => Entry::Concluded(with_archive(res, rel_str)),
+                    Err(res) => Entry::Concluded(Box::new(with_archive(*res, rel_str))),
                     Ok(item) => {
                         if let Err(back) = to_detect.send(item) {
                             // Only when every detect thread is gone: its result goes to `rx`.
@@ -135,12 +135,12 @@ fn rewrite(
                                 "internal: no detector running",
                             );
                         }
-                        Entry::Image(m, rx)
+                        Entry::Image(Box::new(m), rx)
                     }
                 }
             } else if crate::archives::sniff(&m.data).is_some() {
                 let member_path = format!("{rel_str}#{}", m.name);
-                Entry::Concluded(with_archive(
+                Entry::Concluded(Box::new(with_archive(
                     process::member_failed(
                         &member_path,
                         settings,
@@ -149,9 +149,9 @@ fn rewrite(
                          was left out; unpack it into the input and run again",
                     ),
                     rel_str,
-                ))
+                )))
             } else {
-                Entry::Plain(m)
+                Entry::Plain(Box::new(m))
             };
             etx.send(entry)
                 .map_err(|_| ArchiveError::Write("the archive writer stopped".into()))
@@ -209,7 +209,7 @@ fn write_entries(
         let put = match entry {
             Entry::Plain(m) => writer.put(&m, None),
             Entry::Concluded(r) => {
-                results.push(r);
+                results.push(*r);
                 Ok(())
             }
             Entry::Image(m, rx) => {

@@ -412,7 +412,7 @@ pub fn prepare_member(
     settings: &ImageSettings,
     admit: Option<Admit<'_>>,
     tx: MemberTx,
-) -> Result<Prepared, MemberResult> {
+) -> Result<Prepared, Box<MemberResult>> {
     let mut p = Partial::default();
     let mut permit = None;
     match prepare_bytes_steps(bytes, settings, admit, &mut permit, &mut p) {
@@ -429,11 +429,11 @@ pub fn prepare_member(
         }),
         Err(f) => {
             let times = p.times;
-            Err(MemberResult {
+            Err(Box::new(MemberResult {
                 record: record(rel_str, settings, p, Err(f)),
                 times,
                 output: None,
-            })
+            }))
         }
     }
 }

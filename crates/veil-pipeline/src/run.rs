@@ -1103,6 +1103,9 @@ fn changed_since(rec: &ProvenanceRecord, blake3: &str, size: Option<u64>) -> Opt
     })
 }
 
+/// What checking one output found: the detections in it, and how it changed since redaction.
+type Found = (Vec<Detection>, Option<String>);
+
 /// The members of one output archive with records (`idx` into `records`), each checked like a
 /// file: its bytes against its record, and the detector run on it. The archive is read once.
 fn check_members(
@@ -1111,7 +1114,7 @@ fn check_members(
     idx: &[usize],
     records: &[ProvenanceRecord],
     d: &mut Detectors,
-) -> Vec<(usize, Result<(Vec<Detection>, Option<String>), String>)> {
+) -> Vec<(usize, Result<Found, String>)> {
     let prefix = format!("{archive}#");
     let mut wanted: std::collections::HashMap<&str, usize> = idx
         .iter()

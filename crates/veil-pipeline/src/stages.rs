@@ -517,6 +517,7 @@ mod tests {
         };
         run_staged(
             &images,
+            &[],
             &input,
             &output,
             &settings,
@@ -565,6 +566,7 @@ mod tests {
         };
         run_staged(
             &images,
+            &[],
             &input,
             &output,
             &settings,

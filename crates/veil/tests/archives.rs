@@ -1,0 +1,311 @@
+//! Datasets as they ship: WebDataset shards (tar), tar.gz and zip archives of real photos are redacted into the same format, member by member, with sidecars unchanged; hostile
+//! and broken archives fail closed; `veil check` finds a member changed after redaction.
+
+mod common;
+
+use std::io::{Cursor, Read, Write};
+use std::path::Path;
+
+use common::*;
+
+fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn zip_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in members {
+        z.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// (name, bytes) of every file member, in order.
+fn members_of(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    if bytes.starts_with(b"PK") {
+        let mut z = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        return (0..z.len())
+            .map(|i| {
+                let mut m = z.by_index(i).unwrap();
+                let mut d = Vec::new();
+                m.read_to_end(&mut d).unwrap();
+                (m.name().to_string(), d)
+            })
+            .collect();
+    }
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut d = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut d)
+            .unwrap();
+        d
+    } else {
+        bytes
+    };
+    let mut a = tar::Archive::new(&raw[..]);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut d = Vec::new();
+            e.read_to_end(&mut d).unwrap();
+            (name, d)
+        })
+        .collect()
+}
+
+/// WebDataset samples from the sample photos veil fetches: `NNNNNN.png` + `.json` + `.txt`.
+fn samples(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let input = dir.join("sample");
+    let (code, _, err) = run(&[&"sample", &input]);
+    assert_eq!(code, 0, "{err}");
+    let mut names: Vec<_> = std::fs::read_dir(&input)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let key = format!("{i:06}");
+        let ext = n.rsplit('.').next().unwrap();
+        out.push((
+            format!("{key}.{ext}"),
+            std::fs::read(input.join(n)).unwrap(),
+        ));
+        out.push((
+            format!("{key}.json"),
+            format!("{{\"key\": \"{key}\", \"source\": \"{n}\"}}").into_bytes(),
+        ));
+        out.push((format!("{key}.txt"), format!("a photo, {n}").into_bytes()));
+    }
+    out
+}
+
+fn record<'a>(records: &'a [serde_json::Value], path: &str) -> &'a serde_json::Value {
+    records
+        .iter()
+        .find(|r| r["path"] == path)
+        .unwrap_or_else(|| panic!("no record for {path}"))
+}
+
+#[test]
+fn webdataset_tar_gz_and_zip_come_out_in_the_same_format_with_faces_hidden() {
+    let t = tempfile::tempdir().unwrap();
+    let members = samples(t.path());
+    let input = t.path().join("in");
+    std::fs::create_dir_all(input.join("shards")).unwrap();
+    std::fs::write(input.join("shards/000000.tar"), tar_of(&members)).unwrap();
+    std::fs::write(input.join("shards/000001.tgz"), gz(&tar_of(&members))).unwrap();
+    std::fs::write(input.join("photos.zip"), zip_of(&members)).unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 0, "{err}");
+    let records = provenance(&out);
+    for (archive, format) in [
+        ("shards/000000.tar", "tar"),
+        ("shards/000001.tgz", "tar.gz"),
+        ("photos.zip", "zip"),
+    ] {
+        let got = members_of(&out.join(archive));
+        // Same members, same order; sidecars byte-identical.
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        let want: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, want, "{archive}");
+        for ((name, data), (_, source)) in got.iter().zip(&members) {
+            if name.ends_with(".json") || name.ends_with(".txt") {
+                assert_eq!(data, source, "{archive}#{name} is unchanged");
+            }
+        }
+        let rec = record(&records, archive);
+        assert_eq!(rec["status"], "redacted");
+        assert_eq!(rec["format"], format);
+        let written = std::fs::read(out.join(archive)).unwrap();
+        assert_eq!(
+            rec["output_blake3"].as_str().unwrap(),
+            blake3_hex(&written),
+            "{archive}: the record names the archive written"
+        );
+        // Every image member has its record, hashes matching the bytes inside the archive.
+        for (name, data) in &got {
+            if name.ends_with(".json") || name.ends_with(".txt") {
+                continue;
+            }
+            let m = record(&records, &format!("{archive}#{name}"));
+            assert_eq!(m["archive"], archive);
+            assert_eq!(m["output_blake3"].as_str().unwrap(), blake3_hex(data));
+        }
+        // The astronaut's face: detected and hidden inside the archive.
+        let (astro_name, astro_out) = got
+            .iter()
+            .find(|(n, _)| {
+                let r = record(&records, &format!("{archive}#{n}"));
+                r["detections"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["class"] == "face"))
+                    && n.starts_with("000000")
+            })
+            .unwrap_or_else(|| panic!("{archive}: no face found in the astronaut"));
+        let r = record(&records, &format!("{archive}#{astro_name}"));
+        let face = r["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["class"] == "face")
+            .unwrap();
+        let b = &face["box"];
+        let bbox = [
+            b["x1"].as_f64().unwrap(),
+            b["y1"].as_f64().unwrap(),
+            b["x2"].as_f64().unwrap(),
+            b["y2"].as_f64().unwrap(),
+        ];
+        let source = members.iter().find(|(n, _)| n == astro_name).unwrap();
+        let before = image::load_from_memory(&source.1).unwrap().to_rgb8();
+        let after = image::load_from_memory(astro_out).unwrap().to_rgb8();
+        let (v0, v1) = (
+            laplacian_variance(&before, bbox),
+            laplacian_variance(&after, bbox),
+        );
+        assert!(
+            v1 < v0 * 0.2,
+            "{archive}#{astro_name}: face sharpness {v0} -> {v1}"
+        );
+    }
+
+    // The check reads the archives: clean now, and a member swapped back to its source is found.
+    let (code, _, err) = run(&[&"check", &out, &"-q"]);
+    assert_eq!(code, 0, "{err}");
+    let tampered: Vec<(String, Vec<u8>)> = members_of(&out.join("shards/000000.tar"))
+        .into_iter()
+        .zip(&members)
+        .map(|((n, d), (_, src))| {
+            if n == "000000.png" {
+                (n, src.clone())
+            } else {
+                (n, d)
+            }
+        })
+        .collect();
+    std::fs::write(out.join("shards/000000.tar"), tar_of(&tampered)).unwrap();
+    let (code, _, err) = run(&[&"check", &out, &"-q"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("shards/000000.tar#000000.png")
+            && err.contains("CHANGED")
+            && err.contains("LEAK"),
+        "{err}"
+    );
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+#[test]
+fn broken_and_hostile_archives_fail_closed() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([9, (x * 3) as u8, y as u8]));
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    let ok = |n: &str| (n.to_string(), png.clone());
+    // Truncated: cut in the middle of the second member.
+    let whole = tar_of(&[ok("a.png"), ok("b.png")]);
+    std::fs::write(input.join("truncated.tar"), &whole[..1800]).unwrap();
+    // A member that climbs out, written by hand (the tar crate refuses to).
+    let mut evil = tar_of(&[ok("a.png"), ok("xxxxxxxxxx.png")]);
+    let at = evil
+        .windows(14)
+        .position(|w| w == b"xxxxxxxxxx.png")
+        .unwrap();
+    evil[at..at + 14].copy_from_slice(b"../../evil.png");
+    let header = at - (at % 512);
+    let sum: u32 = evil[header..header + 512]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as u32
+            }
+        })
+        .sum();
+    evil[header + 148..header + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    std::fs::write(input.join("traversal.tar"), evil).unwrap();
+    // An archive inside an archive, and a member that is no image at all though it says so.
+    let inner = zip_of(&[ok("inner.png")]);
+    std::fs::write(
+        input.join("nested.tar"),
+        tar_of(&[
+            ok("a.png"),
+            ("inner.zip".into(), inner),
+            ("c.json".into(), b"{}".to_vec()),
+        ]),
+    )
+    .unwrap();
+    let mut cut = png.clone();
+    cut.truncate(png.len() / 2);
+    std::fs::write(
+        input.join("badmember.zip"),
+        zip_of(&[ok("a.png"), ("b.png".into(), cut)]),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 1, "{err}");
+    let records = provenance(&out);
+
+    for (archive, why) in [
+        ("truncated.tar", "unreadable"),
+        ("traversal.tar", "../../evil.png"),
+    ] {
+        let r = record(&records, archive);
+        assert_eq!(r["status"], "failed", "{archive}");
+        assert!(r["error"].as_str().unwrap().contains(why), "{r}");
+        assert!(!out.join(archive).exists(), "{archive} has no output");
+        // No member record of a failed archive claims an output.
+        for m in records.iter().filter(|m| m["archive"] == archive) {
+            assert_eq!(m["status"], "failed", "{m}");
+        }
+    }
+    assert!(!t.path().join("evil.png").exists() && !out.join("../evil.png").exists());
+    let names = |a: &str| -> Vec<String> {
+        members_of(&out.join(a))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    // The nested archive and the broken image are left out; the rest is there.
+    assert_eq!(names("nested.tar"), ["a.png", "c.json"]);
+    let r = record(&records, "nested.tar#inner.zip");
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains("one level"), "{r}");
+    assert_eq!(names("badmember.zip"), ["a.png"]);
+    assert_eq!(record(&records, "badmember.zip#b.png")["status"], "failed");
+    assert_eq!(record(&records, "badmember.zip")["status"], "redacted");
+}
