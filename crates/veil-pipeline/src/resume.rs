@@ -116,11 +116,13 @@ pub fn plan(
     output: &Path,
     records_file: &Path,
     images: &[PathBuf],
+    archives: &[PathBuf],
     expect: Expect<'_>,
 ) -> ResumePlan {
     let (mut previous, unreadable_lines) = read_lenient(records_file);
     let candidates: Vec<(String, ProvenanceRecord)> = images
         .iter()
+        .chain(archives)
         .filter_map(|rel| {
             let s = rel_string(rel);
             previous.remove(&s).map(|r| (s, r))
@@ -139,14 +141,40 @@ pub fn plan(
         unreadable_lines,
         ..ResumePlan::default()
     };
+    let mut kept_archives = std::collections::HashSet::new();
     for d in decided {
         match d {
-            Ok(r) => plan.kept.push(r),
+            Ok(r) => {
+                if r.format.as_deref().is_some_and(is_archive_format) {
+                    kept_archives.insert(r.path.clone());
+                }
+                plan.kept.push(r)
+            }
             Err(x) => plan.redo.push(x),
         }
     }
+    // An archive with a failed member is redone, like a failed image.
+    for r in previous.values() {
+        if let (Some(a), ImageStatus::Failed) = (&r.archive, r.status) {
+            if kept_archives.remove(a) {
+                plan.kept.retain(|k| &k.path != a);
+                plan.redo.push((a.clone(), "a member failed before".into()));
+            }
+        }
+    }
+    // The member records of an archive that stands are kept with it (its output holds them).
+    plan.kept.extend(previous.into_values().filter(|r| {
+        r.archive
+            .as_ref()
+            .is_some_and(|a| kept_archives.contains(a))
+    }));
     plan.redo.sort();
     plan
+}
+
+/// Whether a record's `format` is that of a dataset archive ([`crate::members::Format`]).
+fn is_archive_format(f: &str) -> bool {
+    matches!(f, "tar" | "tar.gz" | "tar.zst" | "zip")
 }
 
 fn why_redo(

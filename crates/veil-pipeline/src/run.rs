@@ -494,17 +494,41 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     });
     let removed_partials = crate::resume::remove_partials(&cfg.output, own.as_deref());
     drop(own);
+    // Other files: dataset archives that hold images (tar, tar.gz, tar.zst, zip) are redacted
+    // member by member into the same format; other archives and tables that may hold images
+    // are failed records and never copied (crate::archives); the rest are ordinary files.
+    let mut plain_others = Vec::with_capacity(listing.others.len());
+    let mut archives = Vec::new();
+    let mut refused = Vec::new();
+    for rel in std::mem::take(&mut listing.others) {
+        let path = cfg.input.join(&rel);
+        let why = match crate::archives::file_holds_images(&path) {
+            Ok(why) => why,
+            Err(e) => Some(format!("unreadable ({e}), so it may hold images")),
+        };
+        let Some(why) = why else {
+            plain_others.push(rel);
+            continue;
+        };
+        match crate::members::Format::sniff(&path) {
+            Ok(Some(format)) => archives.push(crate::archive_job::ArchiveJob { rel, format }),
+            _ => refused.push((rel, why)),
+        }
+    }
+    listing.others = plain_others;
     // Resume: records that still stand are kept (rewritten first, atomically), their images
     // skipped; the rest are appended as they finish.
     let resume = if cfg.fresh {
         crate::resume::ResumePlan::default()
     } else {
         pool_for(jobs)?.install(|| {
+            let archive_paths: Vec<PathBuf> = archives.iter().map(|a| a.rel.clone()).collect();
             crate::resume::plan(
                 &cfg.input,
                 &cfg.output,
                 &prov_path,
                 &listing.images,
+                &archive_paths,
                 crate::resume::Expect {
                     params_blake3: &params_blake3,
                     policy_blake3: cfg.policy_blake3.as_deref(),
@@ -558,6 +582,8 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     listing
         .images
         .retain(|p| !done.contains(rel_string(p).as_str()));
+    // An archive whose record stands is done as a whole (resume works archive by archive).
+    archives.retain(|a| !done.contains(rel_string(&a.rel).as_str()));
     drop(done);
     // The records file, and whether a failed append may have left a torn line behind.
     let prov = Mutex::new((
@@ -617,28 +643,6 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         });
         tally.lock().unwrap_or_else(|e| e.into_inner()).add(record);
     };
-    // Other files: dataset archives that hold images (tar, tar.gz, tar.zst, zip) are redacted
-    // member by member into the same format; other archives and tables that may hold images
-    // are failed records and never copied (crate::archives); the rest are ordinary files.
-    let mut plain_others = Vec::with_capacity(listing.others.len());
-    let mut archives = Vec::new();
-    let mut refused = Vec::new();
-    for rel in std::mem::take(&mut listing.others) {
-        let path = cfg.input.join(&rel);
-        let why = match crate::archives::file_holds_images(&path) {
-            Ok(why) => why,
-            Err(e) => Some(format!("unreadable ({e}), so it may hold images")),
-        };
-        let Some(why) = why else {
-            plain_others.push(rel);
-            continue;
-        };
-        match crate::members::Format::sniff(&path) {
-            Ok(Some(format)) => archives.push(crate::archive_job::ArchiveJob { rel, format }),
-            _ => refused.push((rel, why)),
-        }
-    }
-    listing.others = plain_others;
     let (images, input, output) = (&listing.images, &cfg.input, &cfg.output);
     match detectors {
         DetectStage::Run(d) => {

@@ -309,3 +309,39 @@ fn broken_and_hostile_archives_fail_closed() {
     assert_eq!(record(&records, "badmember.zip#b.png")["status"], "failed");
     assert_eq!(record(&records, "badmember.zip")["status"], "redacted");
 }
+
+/// A run resumes archive by archive: an archive whose output and record stand is kept with its
+/// member records; one whose output is gone (a killed run leaves only a partial file) is redone,
+/// and the partial file is removed.
+#[test]
+fn a_rerun_keeps_finished_archives_and_redoes_the_rest() {
+    let t = tempfile::tempdir().unwrap();
+    let members = samples(t.path());
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.tar"), tar_of(&members[..6])).unwrap();
+    std::fs::write(input.join("b.tar"), tar_of(&members[6..])).unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 0, "{err}");
+    let first = provenance(&out);
+    let a_record = record(&first, "a.tar").clone();
+    std::fs::remove_file(out.join("b.tar")).unwrap();
+    std::fs::write(out.join(".b.tar.veil-partial"), b"half an archive").unwrap();
+    let (code, _, err) = run(&[&"redact", &input, &out]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 redone"), "{err}");
+    assert!(!out.join(".b.tar.veil-partial").exists());
+    assert!(out.join("b.tar").is_file());
+    let second = provenance(&out);
+    assert_eq!(second.len(), first.len(), "every record once");
+    assert_eq!(record(&second, "a.tar"), &a_record, "kept as it was");
+    let a_members = |recs: &[serde_json::Value]| {
+        recs.iter()
+            .filter(|r| r["archive"] == "a.tar")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(a_members(&second), a_members(&first));
+    assert!(!a_members(&second).is_empty());
+}
