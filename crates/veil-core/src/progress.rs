@@ -6,6 +6,9 @@ use crate::ImageStatus;
 pub enum ProgressEvent {
     /// Work is about to start on `total` images.
     Started { total: u64 },
+    /// `count` more records than `Started` announced (the images inside a dataset archive, known
+    /// once the archive is read).
+    Queued { count: u64 },
     /// One image is finished (whatever its status).
     ImageDone {
         path: String,

@@ -596,8 +596,10 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     let stage_times = Mutex::new(veil_ledger::StageTimes::default());
     let shape = crate::stages::Shape::for_run(jobs, detectors.len(), cfg.detectors.batch);
 
+    // One record per image and per archive; an archive's image members are announced as their
+    // records come.
     progress.event(ProgressEvent::Started {
-        total: listing.images.len() as u64,
+        total: (listing.images.len() + archives.len()) as u64,
     });
     let t0 = Instant::now();
     let tally = Mutex::new(Tally::default());
@@ -634,6 +636,9 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                 "its record could not be written to {}: {e} (its output was removed)",
                 prov_path.display()
             ));
+        }
+        if record.is_member() {
+            progress.event(ProgressEvent::Queued { count: 1 });
         }
         progress.event(ProgressEvent::ImageDone {
             path: record.path.clone(),

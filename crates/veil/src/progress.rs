@@ -106,6 +106,13 @@ impl ProgressSink for Progress {
                     *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
                 }
             }
+            ProgressEvent::Queued { count } => {
+                if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    b.inc_length(count);
+                    return;
+                }
+                self.plain.lock().unwrap_or_else(|e| e.into_inner()).total += count;
+            }
             ProgressEvent::ImageDone {
                 path,
                 status,
