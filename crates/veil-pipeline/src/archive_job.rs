@@ -27,6 +27,32 @@ use crate::walk::rel_string;
 
 /// Most members read ahead of the one being written (each holds its bytes until written).
 const WINDOW: usize = 64;
+/// Most bytes of unchanged members read ahead of the writer (a larger member still goes, alone).
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+
+/// Bytes of unchanged members read but not yet written, shared by the reader and the writer.
+#[derive(Default)]
+struct ReadAhead {
+    bytes: std::sync::Mutex<u64>,
+    room: std::sync::Condvar,
+}
+
+impl ReadAhead {
+    /// Waits until `n` more bytes fit (or nothing is ahead), then counts them.
+    fn reserve(&self, n: u64) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *b > 0 && *b + n > READ_AHEAD_BYTES {
+            b = self.room.wait(b).unwrap_or_else(|e| e.into_inner());
+        }
+        *b += n;
+    }
+
+    fn release(&self, n: u64) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *b = b.saturating_sub(n);
+        self.room.notify_all();
+    }
+}
 
 /// An archive a run processes member by member.
 #[derive(Debug, Clone)]
@@ -114,8 +140,10 @@ fn rewrite(
     let writer = members::create_writer(&tmp, src, job.format)
         .map_err(|e| (FailureStage::Write, e.to_string(), Vec::new()))?;
     let (etx, erx) = sync_channel::<Entry>(WINDOW);
+    let ahead = ReadAhead::default();
+    let ahead = &ahead;
     let (read, (results, written)) = std::thread::scope(|s| {
-        let writing = s.spawn(move || write_entries(writer, erx, settings, rel_str));
+        let writing = s.spawn(move || write_entries(writer, erx, settings, rel_str, ahead));
         let read = members::read_members(src, job.format, Caps::default(), &mut |mut m| {
             let entry = if m.is_dir {
                 Entry::Plain(Box::new(m))
@@ -153,6 +181,9 @@ fn rewrite(
             } else {
                 Entry::Plain(Box::new(m))
             };
+            if let Entry::Plain(m) = &entry {
+                ahead.reserve(m.data.len() as u64);
+            }
             etx.send(entry)
                 .map_err(|_| ArchiveError::Write("the archive writer stopped".into()))
         });
@@ -202,12 +233,17 @@ fn write_entries(
     entries: Receiver<Entry>,
     settings: &ImageSettings,
     archive: &str,
+    ahead: &ReadAhead,
 ) -> (Vec<MemberResult>, Result<(), String>) {
     let mut results = Vec::new();
     let mut failed: Option<String> = None;
     for entry in entries {
         let put = match entry {
-            Entry::Plain(m) => writer.put(&m, None),
+            Entry::Plain(m) => {
+                let put = writer.put(&m, None);
+                ahead.release(m.data.len() as u64);
+                put
+            }
             Entry::Concluded(r) => {
                 results.push(*r);
                 Ok(())

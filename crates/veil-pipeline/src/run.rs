@@ -437,7 +437,8 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                 models,
             } = load_detectors_for(
                 &cfg.detectors,
-                jobs.min(listing.images.len().max(1)),
+                // Other files may be archives full of images.
+                jobs.min((listing.images.len() + listing.others.len()).max(1)),
                 cuda_sessions()?.min(jobs),
                 progress,
             )?;
