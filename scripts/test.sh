@@ -26,4 +26,12 @@ fi
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   export VEIL_REQUIRE_BROWSER=1
 fi
+# Parquet outputs are read back with pyarrow (crates/veil/tests/tables.rs), from PyPI with pip.
+if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c "import pyarrow" 2>/dev/null; then
+  python3 -m venv .venv-test && .venv-test/bin/pip install --quiet --disable-pip-version-check "pyarrow==26.0.1" ||
+    echo "warning: could not install pyarrow; the pyarrow half of the Parquet test will be skipped" >&2
+fi
+if .venv-test/bin/python -c "import pyarrow" 2>/dev/null; then
+  export VEIL_TEST_PYTHON="$PWD/.venv-test/bin/python"
+fi
 cargo test --release --workspace -- --show-output

@@ -54,12 +54,29 @@ impl ReadAhead {
     }
 }
 
-/// An archive a run processes member by member.
+/// An archive (or table) a run processes member by member (row by row).
 #[derive(Debug, Clone)]
 pub struct ArchiveJob {
     /// Path relative to the input root.
     pub rel: PathBuf,
-    pub format: Format,
+    pub kind: JobKind,
+}
+
+/// What is inside: members of an archive, or rows of a Parquet table.
+#[derive(Debug, Clone, Copy)]
+pub enum JobKind {
+    Archive(Format),
+    Table(crate::parquet_job::ImageColumn),
+}
+
+impl JobKind {
+    /// The record's `format`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Archive(f) => f.as_str(),
+            JobKind::Table(_) => "parquet",
+        }
+    }
 }
 
 enum Entry {
@@ -110,7 +127,7 @@ pub fn run_archive(
         done(m.record, m.times);
     }
     let record =
-        process::archive_record(&rel_str, settings, job.format.as_str(), source.ok(), result);
+        process::archive_record(&rel_str, settings, job.kind.as_str(), source.ok(), result);
     done(record, StageTimes::default());
 }
 
@@ -137,14 +154,65 @@ fn rewrite(
     // A partial file of a killed run, and an earlier output that this run may not reproduce.
     let _ = std::fs::remove_file(&tmp);
     let _ = std::fs::remove_file(&dest);
-    let writer = members::create_writer(&tmp, src, job.format)
+    let written = match job.kind {
+        JobKind::Archive(format) => write_archive(
+            format, rel_str, src, &tmp, output, settings, to_detect, admit,
+        ),
+        JobKind::Table(column) => crate::parquet_job::rewrite_table(
+            rel_str, src, &tmp, column, settings, to_detect, admit, output,
+        ),
+    };
+    let results = match written {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| with_archive(r, rel_str))
+            .collect::<Vec<_>>(),
+        Err((stage, e, results)) => {
+            let _ = std::fs::remove_file(&tmp);
+            let results = results
+                .into_iter()
+                .map(|r| with_archive(r, rel_str))
+                .collect();
+            return Err((stage, e, results));
+        }
+    };
+    let hashed = hash_file(&tmp).map_err(|e| e.to_string()).and_then(|h| {
+        let size = std::fs::metadata(&tmp).map_err(|e| e.to_string())?.len();
+        std::fs::rename(&tmp, &dest).map_err(|e| e.to_string())?;
+        Ok((h, size))
+    });
+    match hashed {
+        Ok(out) => {
+            let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
+            Ok((out, results))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err((FailureStage::Write, e, results))
+        }
+    }
+}
+
+/// Writes the redacted archive to `tmp`, members in order; returns the member results.
+#[allow(clippy::too_many_arguments)]
+fn write_archive(
+    format: Format,
+    rel_str: &str,
+    src: &Path,
+    tmp: &Path,
+    output: &Path,
+    settings: &ImageSettings,
+    to_detect: &SyncSender<Prepared>,
+    admit: Admit<'_>,
+) -> Result<Vec<MemberResult>, Failed> {
+    let writer = members::create_writer(tmp, src, format)
         .map_err(|e| (FailureStage::Write, e.to_string(), Vec::new()))?;
     let (etx, erx) = sync_channel::<Entry>(WINDOW);
     let ahead = ReadAhead::default();
     let ahead = &ahead;
     let (read, (results, written)) = std::thread::scope(|s| {
         let writing = s.spawn(move || write_entries(writer, erx, settings, rel_str, ahead));
-        let read = members::read_members(src, job.format, Caps::default(), &mut |mut m| {
+        let read = members::read_members(src, format, Caps::default(), &mut |mut m| {
             let entry = if m.is_dir {
                 Entry::Plain(Box::new(m))
             } else if crate::archives::looks_like_image(&m.data) {
@@ -193,33 +261,13 @@ fn rewrite(
             .unwrap_or_else(|_| (Vec::new(), Err("the archive writer crashed".into())));
         (read, written)
     });
-    let results: Vec<MemberResult> = results
-        .into_iter()
-        .map(|r| with_archive(r, rel_str))
-        .collect();
     if let Err(e) = read {
-        let _ = std::fs::remove_file(&tmp);
         return Err((FailureStage::Decode, e.to_string(), results));
     }
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
         return Err((FailureStage::Write, e, results));
     }
-    let hashed = hash_file(&tmp).map_err(|e| e.to_string()).and_then(|h| {
-        let size = std::fs::metadata(&tmp).map_err(|e| e.to_string())?.len();
-        std::fs::rename(&tmp, &dest).map_err(|e| e.to_string())?;
-        Ok((h, size))
-    });
-    match hashed {
-        Ok(out) => {
-            let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
-            Ok((out, results))
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err((FailureStage::Write, e, results))
-        }
-    }
+    Ok(results)
 }
 
 fn with_archive(mut r: MemberResult, archive: &str) -> MemberResult {

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod encode;
 pub mod fusion;
 pub mod members;
+pub mod parquet_job;
 pub mod policy;
 pub mod process;
 pub mod replay;

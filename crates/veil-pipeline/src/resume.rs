@@ -174,7 +174,7 @@ pub fn plan(
 
 /// Whether a record's `format` is that of a dataset archive ([`crate::members::Format`]).
 fn is_archive_format(f: &str) -> bool {
-    matches!(f, "tar" | "tar.gz" | "tar.zst" | "zip")
+    matches!(f, "tar" | "tar.gz" | "tar.zst" | "zip" | "parquet")
 }
 
 fn why_redo(

@@ -64,6 +64,9 @@ pub struct RunConfig {
     /// Replay the detections recorded in this `provenance.jsonl` instead of running the
     /// detectors ([`crate::replay`]).
     pub replay: Option<PathBuf>,
+    /// The column of Parquet tables that holds the images (default: the first struct column
+    /// with a binary `bytes` field, the Hugging Face `Image` feature).
+    pub image_column: Option<String>,
 }
 
 /// Result of a run that got as far as processing (individual images may still have failed).
@@ -381,10 +384,24 @@ pub fn load_detectors_for(
     })
 }
 
+/// Whether the file starts and ends like a Parquet table.
+fn is_parquet(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    let (mut head, mut tail) = ([0u8; 4], [0u8; 4]);
+    f.read_exact(&mut head).is_ok()
+        && f.seek(SeekFrom::End(-4)).is_ok()
+        && f.read_exact(&mut tail).is_ok()
+        && &head == b"PAR1"
+        && &tail == b"PAR1"
+}
+
 /// Parameters recorded in every provenance record (and hashed into `params_blake3`).
 fn params_json(cfg: &RunConfig) -> serde_json::Value {
     let d = &cfg.detectors;
-    serde_json::json!({
+    let mut params = serde_json::json!({
         "policy": d.policy,
         "face_scales": if d.faces { serde_json::to_value(d.face_scales).ok() } else { None },
         "person_tiles": if d.persons { Some(d.person_tiles) } else { None },
@@ -392,7 +409,12 @@ fn params_json(cfg: &RunConfig) -> serde_json::Value {
         "max_pixels": cfg.max_pixels,
         "jpeg_quality": cfg.jpeg_quality,
         "lossless_strip": !cfg.always_reencode,
-    })
+    });
+    // Only when given, so that runs without tables keep the parameters they always had.
+    if let (Some(c), Some(map)) = (&cfg.image_column, params.as_object_mut()) {
+        map.insert("image_column".into(), c.clone().into());
+    }
+    params
 }
 
 pub use veil_core::now_rfc3339;
@@ -512,7 +534,20 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             continue;
         };
         match crate::members::Format::sniff(&path) {
-            Ok(Some(format)) => archives.push(crate::archive_job::ArchiveJob { rel, format }),
+            Ok(Some(format)) => archives.push(crate::archive_job::ArchiveJob {
+                rel,
+                kind: crate::archive_job::JobKind::Archive(format),
+            }),
+            _ if is_parquet(&path) => {
+                match crate::parquet_job::classify(&path, cfg.image_column.as_deref()) {
+                    Ok(Some(column)) => archives.push(crate::archive_job::ArchiveJob {
+                        rel,
+                        kind: crate::archive_job::JobKind::Table(column),
+                    }),
+                    Ok(None) => plain_others.push(rel),
+                    Err(e) => refused.push((rel, format!("Parquet table: {e}"))),
+                }
+            }
             _ => refused.push((rel, why)),
         }
     }
@@ -666,7 +701,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             &settings,
             veil_core::FailureStage::Decode,
             &format!(
-                "not processed: container ({why}); veil reads images inside tar, tar.gz, tar.zst and zip archives only: unpack it into the input and run again"
+                "not processed: container ({why}); veil reads images inside tar, tar.gz, tar.zst and zip archives and Parquet tables only: unpack it into the input and run again"
             ),
         );
         done(record, times);
@@ -1096,7 +1131,7 @@ fn is_archive_record(rec: &ProvenanceRecord) -> bool {
     !rec.is_member()
         && matches!(
             rec.format.as_deref(),
-            Some("tar" | "tar.gz" | "tar.zst" | "zip")
+            Some("tar" | "tar.gz" | "tar.zst" | "zip" | "parquet")
         )
 }
 
@@ -1137,6 +1172,54 @@ fn check_members(
     } else {
         Err("unsafe archive path in the record: not read".into())
     };
+    let table = records
+        .iter()
+        .find(|r| r.path == archive)
+        .is_some_and(|r| r.format.as_deref() == Some("parquet"));
+    if table {
+        // Rows whose image failed were dropped from the output table: its rows are the input's
+        // rows without those, in order.
+        let dropped: std::collections::HashSet<usize> = records
+            .iter()
+            .filter(|r| r.archive.as_deref() == Some(archive) && r.status == ImageStatus::Failed)
+            .filter_map(|r| {
+                r.path
+                    .strip_prefix(&prefix)?
+                    .strip_prefix("row=")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let mut input_row = 0usize;
+        let read = path.and_then(|path| {
+            let column = records
+                .iter()
+                .find(|r| r.path == archive)
+                .and_then(|r| r.params.get("image_column"))
+                .and_then(|c| c.as_str())
+                .map(str::to_string);
+            crate::parquet_job::read_images(&path, column.as_deref(), &mut |_, image| {
+                while dropped.contains(&input_row) {
+                    input_row += 1;
+                }
+                let name = format!("row={input_row}");
+                input_row += 1;
+                if let (Some(bytes), Some(i)) = (image, wanted.remove(name.as_str())) {
+                    out.push((i, check_bytes(&bytes, &records[i], d)));
+                }
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))
+        });
+        if let Err(e) = read {
+            return idx.iter().map(|&i| (i, Err(e.clone()))).collect();
+        }
+        out.extend(
+            wanted
+                .into_values()
+                .map(|i| (i, Err(format!("not in the output table {archive}")))),
+        );
+        return out;
+    }
     let read = path.and_then(|path| {
         let format = crate::members::Format::sniff(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?

@@ -265,6 +265,11 @@ struct RedactArgs {
     /// another obfuscation setting. Records name FILE's blake3 as their model.
     #[arg(long, value_name = "FILE")]
     replay_detections: Option<PathBuf>,
+    /// The column of Parquet tables that holds the images: a struct with a binary `bytes` field
+    /// or a plain binary column (default: the first struct column with a binary `bytes` field,
+    /// as Hugging Face datasets write them).
+    #[arg(long, value_name = "NAME")]
+    image_column: Option<String>,
 }
 
 #[derive(Args)]
@@ -444,6 +449,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         fresh: a.fresh,
         always_reencode: a.always_reencode,
         replay: a.replay_detections.clone(),
+        image_column: a.image_column.clone(),
     };
     let progress = progress::Progress::new(a.quiet);
     let result = veil_pipeline::run(&cfg, &progress);

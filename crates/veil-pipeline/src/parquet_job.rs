@@ -1,0 +1,378 @@
+//! One Parquet image table (a Hugging Face dataset file) through the run's stages, row group by
+//! row group: the image of every row goes to the same detect and finish stages as a loose file;
+//! the table is written again with the same schema (and schema metadata), the same other
+//! columns, one output row group per input row group, zstd compression, and the input's
+//! key-value metadata (the `huggingface` features, for one).
+//!
+//! The image column is the first struct column with a binary `bytes` field (the Hugging Face
+//! `Image` feature, `{bytes, path}`), or the column `--image-column` names (such a struct, or a
+//! plain binary column). A table with binary columns but no image column found is refused
+//! (its bytes may be images); a table without binary columns is an ordinary file.
+//!
+//! Fail closed: a row whose image cannot be redacted is **dropped** from the output table and
+//! recorded as failed (`path` = `TABLE#row=N`, N counted from 0 in the input); a null image stays
+//! null. One row group is held in memory at a time.
+
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, LargeBinaryArray, RecordBatch, StructArray,
+};
+use arrow_schema::{DataType, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use veil_core::FailureStage;
+
+use crate::process::{self, Admit, ImageSettings, MemberResult, Prepared};
+
+/// Where the images of a table are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageColumn {
+    /// A struct column (`{bytes, path}`) and the index of its `bytes` field.
+    Struct { column: usize, bytes: usize },
+    /// A plain binary column.
+    Binary { column: usize },
+}
+
+impl ImageColumn {
+    fn column(self) -> usize {
+        match self {
+            ImageColumn::Struct { column, .. } | ImageColumn::Binary { column } => column,
+        }
+    }
+}
+
+fn is_binary(t: &DataType) -> bool {
+    matches!(t, DataType::Binary | DataType::LargeBinary)
+}
+
+fn holds_binary(t: &DataType) -> bool {
+    match t {
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => true,
+        DataType::Struct(fields) => fields.iter().any(|f| holds_binary(f.data_type())),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            holds_binary(f.data_type())
+        }
+        _ => false,
+    }
+}
+
+/// The image column of `schema`: the one `named`, else the first image struct.
+pub fn find_image_column(
+    schema: &Schema,
+    named: Option<&str>,
+) -> Result<Option<ImageColumn>, String> {
+    let struct_bytes = |t: &DataType| match t {
+        DataType::Struct(fields) => fields
+            .iter()
+            .position(|f| f.name() == "bytes" && is_binary(f.data_type())),
+        _ => None,
+    };
+    if let Some(name) = named {
+        let Some((column, field)) = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.name() == name)
+        else {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(format!(
+                "no column `{name}` (columns: {})",
+                names.join(", ")
+            ));
+        };
+        return match (
+            struct_bytes(field.data_type()),
+            is_binary(field.data_type()),
+        ) {
+            (Some(bytes), _) => Ok(Some(ImageColumn::Struct { column, bytes })),
+            (None, true) => Ok(Some(ImageColumn::Binary { column })),
+            _ => Err(format!(
+                "column `{name}` is {}, not binary or a struct with a binary `bytes` field",
+                field.data_type()
+            )),
+        };
+    }
+    Ok(schema.fields().iter().enumerate().find_map(|(column, f)| {
+        struct_bytes(f.data_type()).map(|bytes| ImageColumn::Struct { column, bytes })
+    }))
+}
+
+/// What a run does with the Parquet file at `path`: `Ok(Some)` redact its image column,
+/// `Ok(None)` an ordinary file (no binary column), `Err` why it cannot be processed.
+pub fn classify(path: &Path, named: Option<&str>) -> Result<Option<ImageColumn>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("unreadable ({e})"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("unreadable Parquet ({e})"))?;
+    let schema = builder.schema();
+    match find_image_column(schema, named)? {
+        Some(c) => Ok(Some(c)),
+        None if schema.fields().iter().any(|f| holds_binary(f.data_type())) => Err(
+            "it has binary columns but no image column veil recognises (a struct with a binary \
+             `bytes` field): name the column holding images with --image-column, or confirm \
+             there are none"
+                .into(),
+        ),
+        None => Ok(None),
+    }
+}
+
+fn bytes_at(a: &dyn Array, row: usize) -> Option<&[u8]> {
+    if a.is_null(row) {
+        return None;
+    }
+    if let Some(b) = a.as_any().downcast_ref::<BinaryArray>() {
+        return Some(b.value(row));
+    }
+    a.as_any()
+        .downcast_ref::<LargeBinaryArray>()
+        .map(|b| b.value(row))
+}
+
+/// The images of a column, row by row (`None` for a null).
+fn images_of(col: &ArrayRef, which: ImageColumn) -> Vec<Option<Vec<u8>>> {
+    let inner: &dyn Array = match which {
+        ImageColumn::Struct { bytes, .. } => match col.as_any().downcast_ref::<StructArray>() {
+            Some(s) => s.column(bytes).as_ref(),
+            None => return vec![None; col.len()],
+        },
+        ImageColumn::Binary { .. } => col.as_ref(),
+    };
+    (0..col.len())
+        .map(|r| {
+            if col.is_null(r) {
+                None
+            } else {
+                bytes_at(inner, r).map(<[u8]>::to_vec)
+            }
+        })
+        .collect()
+}
+
+/// `like` (a binary or large binary array) rebuilt from `values`.
+fn binary_like(like: &dyn Array, values: &[Option<Vec<u8>>]) -> ArrayRef {
+    let it = values.iter().map(|v| v.as_deref());
+    if like.as_any().downcast_ref::<LargeBinaryArray>().is_some() {
+        Arc::new(LargeBinaryArray::from_iter(it))
+    } else {
+        Arc::new(BinaryArray::from_iter(it))
+    }
+}
+
+/// The column with its images replaced by `values`.
+fn replace_images(
+    col: &ArrayRef,
+    which: ImageColumn,
+    values: &[Option<Vec<u8>>],
+) -> Result<ArrayRef, String> {
+    match which {
+        ImageColumn::Binary { .. } => Ok(binary_like(col.as_ref(), values)),
+        ImageColumn::Struct { bytes, .. } => {
+            let s = col
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .ok_or("internal: the image column is not a struct")?;
+            let mut children: Vec<ArrayRef> = s.columns().to_vec();
+            children[bytes] = binary_like(s.column(bytes).as_ref(), values);
+            let rebuilt = StructArray::try_new(s.fields().clone(), children, s.nulls().cloned())
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(rebuilt))
+        }
+    }
+}
+
+enum Row {
+    /// No image (null): kept as it is.
+    Null,
+    Waiting(Receiver<MemberResult>),
+    Concluded(Box<MemberResult>),
+}
+
+/// Writes the redacted table to `tmp`; returns the row records (member results, outputs
+/// dropped), or the failure with the records so far.
+#[allow(clippy::too_many_arguments)]
+pub fn rewrite_table(
+    rel_str: &str,
+    src: &Path,
+    tmp: &Path,
+    which: ImageColumn,
+    settings: &ImageSettings,
+    to_detect: &SyncSender<Prepared>,
+    admit: Admit<'_>,
+    output: &Path,
+) -> Result<Vec<MemberResult>, (FailureStage, String, Vec<MemberResult>)> {
+    let mut results: Vec<MemberResult> = Vec::new();
+    let read = |e: &dyn std::fmt::Display| format!("unreadable Parquet ({e})");
+    let open = || -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, String> {
+        let file = std::fs::File::open(src).map_err(|e| read(&e))?;
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))
+    };
+    let builder = open().map_err(|e| (FailureStage::Decode, e, Vec::new()))?;
+    let schema = builder.schema().clone();
+    let meta = builder.metadata().clone();
+    let groups = meta.num_row_groups();
+    let max_rows = (0..groups)
+        .map(|g| meta.row_group(g).num_rows().max(1) as usize)
+        .max()
+        .unwrap_or(1);
+    let kv: Vec<_> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .map(|v| {
+            v.iter()
+                .filter(|k| k.key != "ARROW:schema")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(max_rows))
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let write_err = |e: &dyn std::fmt::Display| format!("cannot write the output table ({e})");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| (FailureStage::Write, write_err(&e), Vec::new()))?;
+    let mut writer =
+        ArrowWriter::try_new(std::io::BufWriter::new(file), schema.clone(), Some(props))
+            .map_err(|e| (FailureStage::Write, write_err(&e), Vec::new()))?;
+    let mut first_row = 0usize;
+    for g in 0..groups {
+        let rows_here = meta.row_group(g).num_rows().max(0) as usize;
+        let batch = open()
+            .and_then(|b| {
+                b.with_row_groups(vec![g])
+                    .with_batch_size(rows_here.max(1))
+                    .build()
+                    .map_err(|e| read(&e))
+            })
+            .and_then(|reader| {
+                let batches: Result<Vec<RecordBatch>, String> =
+                    reader.map(|b| b.map_err(|e| read(&e))).collect();
+                let batches = batches?;
+                arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| read(&e))
+            });
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => return Err((FailureStage::Decode, e, results)),
+        };
+        let col = batch.column(which.column()).clone();
+        let images = images_of(&col, which);
+        let mut rows = Vec::with_capacity(images.len());
+        for (r, image) in images.into_iter().enumerate() {
+            let path = format!("{rel_str}#row={}", first_row + r);
+            rows.push(match image {
+                None => Row::Null,
+                Some(bytes) if !crate::archives::looks_like_image(&bytes) => {
+                    Row::Concluded(Box::new(process::member_failed(
+                        &path,
+                        settings,
+                        FailureStage::Decode,
+                        "the image cell is not an image (not JPEG, PNG or WebP): the row was dropped",
+                    )))
+                }
+                Some(bytes) => {
+                    let (tx, rx) = channel();
+                    match process::prepare_member(bytes, &path, settings, Some(admit), tx) {
+                        Err(res) => Row::Concluded(res),
+                        Ok(item) => {
+                            if let Err(back) = to_detect.send(item) {
+                                let _ = back.0.fail(
+                                    output,
+                                    settings,
+                                    FailureStage::Detect,
+                                    "internal: no detector running",
+                                );
+                            }
+                            Row::Waiting(rx)
+                        }
+                    }
+                }
+            });
+        }
+        let mut values = Vec::with_capacity(rows.len());
+        let mut keep = Vec::with_capacity(rows.len());
+        for (r, row) in rows.into_iter().enumerate() {
+            let res = match row {
+                Row::Null => {
+                    values.push(None);
+                    keep.push(true);
+                    continue;
+                }
+                Row::Concluded(res) => *res,
+                Row::Waiting(rx) => rx.recv().unwrap_or_else(|_| {
+                    process::member_failed(
+                        &format!("{rel_str}#row={}", first_row + r),
+                        settings,
+                        FailureStage::Redact,
+                        "internal: the row's result never came back",
+                    )
+                }),
+            };
+            keep.push(res.output.is_some());
+            values.push(res.output.clone());
+            results.push(MemberResult {
+                output: None,
+                ..res
+            });
+        }
+        let rebuilt = replace_images(&col, which, &values).and_then(|new_col| {
+            let mut cols = batch.columns().to_vec();
+            cols[which.column()] = new_col;
+            let b = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
+            arrow_select::filter::filter_record_batch(&b, &BooleanArray::from(keep))
+                .map_err(|e| e.to_string())
+        });
+        let written = rebuilt.and_then(|b| {
+            writer.write(&b).map_err(|e| write_err(&e))?;
+            writer.flush().map_err(|e| write_err(&e))
+        });
+        if let Err(e) = written {
+            return Err((FailureStage::Write, e, results));
+        }
+        first_row += rows_here;
+    }
+    let closed = writer
+        .into_inner()
+        .map_err(|e| write_err(&e))
+        .and_then(|w| w.into_inner().map_err(|e| write_err(&e.into_error())))
+        .and_then(|f| f.sync_all().map_err(|e| write_err(&e)));
+    match closed {
+        Ok(()) => Ok(results),
+        Err(e) => Err((FailureStage::Write, e, results)),
+    }
+}
+
+/// Reads the image column of a table row by row, in order, handing each row's index (in this
+/// file) and image bytes (`None` for a null) to `f`.
+pub fn read_images(
+    path: &Path,
+    named: Option<&str>,
+    f: &mut dyn FnMut(usize, Option<Vec<u8>>),
+) -> Result<(), String> {
+    let read = |e: &dyn std::fmt::Display| format!("unreadable Parquet ({e})");
+    let file = std::fs::File::open(path).map_err(|e| read(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))?;
+    let which = find_image_column(builder.schema(), named)?
+        .ok_or_else(|| "no image column in the table".to_string())?;
+    let reader = builder.with_batch_size(256).build().map_err(|e| read(&e))?;
+    let mut row = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| read(&e))?;
+        for image in images_of(batch.column(which.column()), which) {
+            f(row, image);
+            row += 1;
+        }
+    }
+    Ok(())
+}
