@@ -9,6 +9,9 @@ folder of loose files and as 4 WebDataset tar shards (`NNNNNN.jpg` + `.json` + `
 `veil redact --fresh -q` each; wall time and images per second (image records only).
 Part 2: a shard of 20 photos plus 10 MB binary sidecars filling it to 200 MB, then to 2 GB; peak
 resident memory of `veil redact` (GNU time's maximum RSS).
+Part 3 (with a Python that has pyarrow: .venv-test, made by scripts/test.sh): a Hugging Face style
+Parquet table, the 20 photos in its first row group and 10 MB row groups of another binary column
+filling it to 200 MB, then to 2 GB; peak resident memory.
 """
 
 from __future__ import annotations
@@ -113,6 +116,36 @@ def main() -> None:
             print(f"| {size / 1e6:.0f} MB | {wall:.1f} | {rss / 1024:.0f} |", flush=True)
             shutil.rmtree(d)
             shutil.rmtree(work / f"bigout{total_mb}")
+
+        py = ROOT / ".venv-test" / "bin" / "python"
+        if not py.exists():
+            print("\nPart 3 skipped: no .venv-test with pyarrow (run scripts/test.sh once)")
+            return
+        print("\nPart 3: one Parquet table, 20 photos + 10 MB row groups of features\n")
+        print("| table size | wall s | peak RSS MB |")
+        print("| --- | --- | --- |")
+        make = r"""
+import sys, os, pyarrow as pa, pyarrow.parquet as pq
+out, total_mb, photos = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+img_t = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+schema = pa.schema([("image", img_t), ("features", pa.binary())])
+blob = os.urandom(10 << 20)
+with pq.ParquetWriter(out, schema, compression="zstd") as w:
+    rows = [{"bytes": open(p, "rb").read(), "path": os.path.basename(p)} for p in photos]
+    w.write_table(pa.table({"image": pa.array(rows, img_t), "features": pa.array([b""] * len(rows))}, schema=schema))
+    for _ in range(total_mb // 10):
+        w.write_table(pa.table({"image": pa.array([None], img_t), "features": pa.array([blob])}, schema=schema))
+"""
+        for total_mb in (200, 2000):
+            d = work / f"table{total_mb}"
+            d.mkdir()
+            subprocess.run([str(py), "-c", make, str(d / "train.parquet"), str(total_mb)]
+                           + [str(p) for p in src[:20]], check=True)
+            size = (d / "train.parquet").stat().st_size
+            wall, _, rss = run(a.veil, d, work / f"tableout{total_mb}", a.jobs)
+            print(f"| {size / 1e6:.0f} MB | {wall:.1f} | {rss / 1024:.0f} |", flush=True)
+            shutil.rmtree(d)
+            shutil.rmtree(work / f"tableout{total_mb}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod errors;
 mod exit;
 mod progress;
 mod release_cmd;
@@ -293,7 +294,7 @@ fn main() -> ExitCode {
             // Errors can quote file names and file contents: control characters are escaped.
             eprintln!(
                 "veil: error: {}",
-                progress::escape_controls(&format!("{e:#}"))
+                progress::escape_controls(&errors::message(&e))
             );
             exit::USAGE_OR_SETUP
         }
