@@ -345,3 +345,111 @@ fn a_rerun_keeps_finished_archives_and_redoes_the_rest() {
     assert_eq!(a_members(&second), a_members(&first));
     assert!(!a_members(&second).is_empty());
 }
+
+/// Every file under `dir` except the run summary, by relative path.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                if rel != "veil-run.json" {
+                    out.push((rel, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs killed with SIGKILL while archives are being written (a partial archive on disk) resume
+/// to exactly the files of an uninterrupted run: no partial archive left, every finished archive
+/// kept, the same bytes and records.
+#[test]
+fn runs_killed_inside_archives_resume_to_the_same_outputs() {
+    let t = tempfile::tempdir().unwrap();
+    let members = samples(t.path());
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // Six shards of 15 samples each (the sample photos, each downscaled differently).
+    for s in 0..6 {
+        let mut shard = Vec::new();
+        for i in 0..15 {
+            let (name, data) = &members[(i * 3) % members.len()];
+            let key = format!("{:06}", s * 100 + i);
+            if name.ends_with(".json") || name.ends_with(".txt") {
+                let ext = name.rsplit('.').next().unwrap();
+                shard.push((format!("{key}.{ext}"), data.clone()));
+                continue;
+            }
+            let img = image::load_from_memory(data).unwrap().to_rgb8();
+            let side = 160 + ((s * 15 + i) as u32 % 7) * 16;
+            let small = image::imageops::resize(
+                &img,
+                side,
+                side * img.height() / img.width(),
+                image::imageops::FilterType::Triangle,
+            );
+            let mut png = Vec::new();
+            small
+                .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                .unwrap();
+            shard.push((format!("{key}.png"), png));
+        }
+        std::fs::write(input.join(format!("{s:06}.tar")), tar_of(&shard)).unwrap();
+    }
+    let reference = t.path().join("reference");
+    let (code, _, err) = run(&[&"redact", &input, &reference, &"-q", &"--jobs", &"2"]);
+    assert_eq!(code, 0, "{err}");
+    let expected = tree(&reference);
+
+    let out = t.path().join("out");
+    let mut saw_partial = false;
+    // Kill while the first archives are being written, then again later.
+    for finished in [0usize, 2, 4] {
+        let mut child = veil()
+            .args(["redact".as_ref(), input.as_os_str(), out.as_os_str()])
+            .args(["-q", "--jobs", "2"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let names: Vec<String> = std::fs::read_dir(&out)
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let done = names.iter().filter(|n| n.ends_with(".tar")).count();
+            let partial = names.iter().any(|n| n.ends_with(".veil-partial"));
+            if (done >= finished && partial) || t0.elapsed().as_secs() > 60 {
+                saw_partial |= partial;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    assert!(saw_partial, "no run was killed while writing an archive");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"--jobs", &"2"]);
+    assert_eq!(code, 0, "{err}");
+    let got = tree(&out);
+    assert_eq!(
+        got.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        expected.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        "file lists differ (partial archives left?)"
+    );
+    for ((p, a), (_, b)) in got.iter().zip(&expected) {
+        assert!(a == b, "{p} differs from the uninterrupted run");
+    }
+}
