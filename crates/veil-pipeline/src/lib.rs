@@ -2,7 +2,8 @@
 //! (pixel caps, contained decoder panics, EXIF orientation), detection, obfuscation, encoding
 //! without metadata, validation of every output before it is written, atomic writes, provenance
 //! records and the run summary, in three stages on their own threads with bounded queues between
-//! them ([`stages`]). It never prints: it sends
+//! them ([`stages`]); dataset archives ([`members`], [`archive_job`]) and Parquet image tables
+//! ([`parquet_job`]) go through the same stages member by member. It never prints: it sends
 //! [`veil_core::ProgressEvent`]s to the caller.
 
 pub mod archive_job;
