@@ -10,6 +10,7 @@
 pub mod fsutil;
 pub mod merkle;
 mod pack;
+mod prove;
 mod provenance;
 mod release;
 mod verify;
