@@ -21,7 +21,7 @@ use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, LargeBinaryArray, RecordBatch, StructArray,
 };
 use arrow_schema::{DataType, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -188,6 +188,41 @@ fn replace_images(
     }
 }
 
+/// The first cell outside the image column's bytes that holds an image or an archive: `(column,
+/// row)`. Such a cell would pass through unredacted, so the table fails instead.
+fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize)> {
+    fn scan(name: &str, a: &dyn Array, skip: Option<usize>) -> Option<(String, usize)> {
+        if let Some(s) = a.as_any().downcast_ref::<StructArray>() {
+            return s.columns().iter().enumerate().find_map(|(i, c)| {
+                if Some(i) == skip {
+                    return None;
+                }
+                scan(
+                    &format!("{name}.{}", s.fields()[i].name()),
+                    c.as_ref(),
+                    None,
+                )
+            });
+        }
+        (0..a.len()).find_map(|r| {
+            let b = bytes_at(a, r)?;
+            (crate::archives::looks_like_image(b) || crate::archives::sniff(b).is_some())
+                .then(|| (name.to_string(), r))
+        })
+    }
+    let schema = batch.schema();
+    batch.columns().iter().enumerate().find_map(|(i, col)| {
+        let name = schema.field(i).name();
+        match which {
+            ImageColumn::Binary { column } if column == i => None,
+            ImageColumn::Struct { column, bytes } if column == i => {
+                scan(name, col.as_ref(), Some(bytes))
+            }
+            _ => scan(name, col.as_ref(), None),
+        }
+    })
+}
+
 enum Row {
     /// No image (null): kept as it is.
     Null,
@@ -210,9 +245,17 @@ pub fn rewrite_table(
 ) -> Result<Vec<MemberResult>, (FailureStage, String, Vec<MemberResult>)> {
     let mut results: Vec<MemberResult> = Vec::new();
     let read = |e: &dyn std::fmt::Display| format!("unreadable Parquet ({e})");
+    // The footer is parsed once; each row group reopens the file with it.
+    let footer = std::fs::File::open(src)
+        .map_err(|e| read(&e))
+        .and_then(|f| ArrowReaderMetadata::load(&f, Default::default()).map_err(|e| read(&e)))
+        .map_err(|e| (FailureStage::Decode, e, Vec::new()))?;
     let open = || -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, String> {
         let file = std::fs::File::open(src).map_err(|e| read(&e))?;
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+            file,
+            footer.clone(),
+        ))
     };
     let builder = open().map_err(|e| (FailureStage::Decode, e, Vec::new()))?;
     let schema = builder.schema().clone();
@@ -266,6 +309,18 @@ pub fn rewrite_table(
             Ok(b) => b,
             Err(e) => return Err((FailureStage::Decode, e, results)),
         };
+        if let Some((column, r)) = stray_image(&batch, which) {
+            return Err((
+                FailureStage::Decode,
+                format!(
+                    "column `{column}` row {} holds an image (or an archive) outside the image \
+                     column, which veil would pass through unredacted; name the column with \
+                     --image-column, or remove it",
+                    first_row + r
+                ),
+                results,
+            ));
+        }
         let col = batch.column(which.column()).clone();
         let images = images_of(&col, which);
         let mut rows = Vec::with_capacity(images.len());

@@ -231,3 +231,49 @@ fn a_table_with_an_unrecognised_binary_column_is_refused_unless_named() {
         .any(|r| r["path"] == "t.parquet#row=0" && r["status"] != "failed"));
     assert!(out2.join("t.parquet").is_file());
 }
+
+/// An image outside the image column (a second binary column of thumbnails) would pass through
+/// unredacted: the table fails as a whole, naming the column, and nothing is written.
+#[test]
+fn an_image_in_another_column_fails_the_table() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = {
+        let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("image", DataType::Struct(image_fields()), true),
+        Field::new("thumbnail", DataType::Binary, true),
+    ]));
+    let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
+    let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.png"]));
+    let image: ArrayRef =
+        Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
+    let thumb: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
+    let file = std::fs::File::create(input.join("t.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+    w.write(&RecordBatch::try_new(schema, vec![image, thumb]).unwrap())
+        .unwrap();
+    w.close().unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 1, "{err}");
+    let r = provenance(&out)
+        .into_iter()
+        .find(|r| r["path"] == "t.parquet")
+        .unwrap();
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("column `thumbnail` row 0"),
+        "{r}"
+    );
+    assert!(!out.join("t.parquet").exists());
+}
