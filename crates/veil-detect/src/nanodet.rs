@@ -23,11 +23,9 @@ use image::RgbImage;
 use ndarray::Array4;
 use ort::session::Session;
 use ort::value::TensorRef;
-use veil_core::{nms, BBox, Detection, ObjectClass};
+use veil_core::{BBox, Detection};
 
-use crate::yolox::{
-    letterbox, merge_prefer_larger, plan_crops, preprocess, Letterbox, PersonPolicy,
-};
+use crate::yolox::{detect_in_crops, letterbox, preprocess, Letterbox, PersonPolicy};
 use crate::DetectError;
 
 /// Strides of the three heads.
@@ -240,40 +238,10 @@ impl NanoDet {
         img: &RgbImage,
         policy: &PersonPolicy,
     ) -> Result<Vec<Detection>, DetectError> {
-        let (w, h) = img.dimensions();
-        if w == 0 || h == 0 {
-            return Ok(Vec::new());
-        }
-        let iou = policy.nms_iou as f32;
-        let crops = plan_crops(w, h, INPUT_SIDE, INPUT_SIDE, policy.tiles);
-        let single = crops.len() == 1;
-        let mut all = Vec::new();
-        for crop in crops {
-            let (cx, cy, cw, ch) = crop;
+        let name = self.name.clone();
+        detect_in_crops(img, policy, INPUT_SIDE, INPUT_SIDE, &name, |crop| {
             let (input, lb) = self.prepare(img, crop)?;
-            let found = self.run_tensor(&input, policy.threshold as f32)?;
-            let back = (1.0 / lb.ratio) as f32;
-            let dets: Vec<Detection> = found
-                .into_iter()
-                .map(|(b, score)| Detection {
-                    bbox: b
-                        .rescaled(back, back)
-                        .clipped(cw as f32, ch as f32)
-                        .translated(cx as f32, cy as f32)
-                        .clipped(w as f32, h as f32)
-                        .rounded(),
-                    score: (score * 10_000.0).round() / 10_000.0,
-                    class: ObjectClass::Person,
-                    model: self.name.clone(),
-                })
-                .filter(|d| d.bbox.area() > 0.0)
-                .collect();
-            all.extend(nms(dets, iou));
-        }
-        Ok(if single {
-            all
-        } else {
-            merge_prefer_larger(all, iou)
+            Ok((self.run_tensor(&input, policy.threshold as f32)?, lb.ratio))
         })
     }
 }

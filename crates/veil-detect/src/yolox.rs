@@ -517,43 +517,62 @@ impl Yolox {
         img: &RgbImage,
         policy: &PersonPolicy,
     ) -> Result<Vec<Detection>, DetectError> {
-        let (w, h) = img.dimensions();
-        if w == 0 || h == 0 {
-            return Ok(Vec::new());
-        }
-        let iou = policy.nms_iou as f32;
-        let crops = plan_crops(w, h, self.input_w, self.input_h, policy.tiles);
-        let single = crops.len() == 1;
-        let mut all = Vec::new();
-        for crop in crops {
-            let (cx, cy, cw, ch) = crop;
-            let lb = letterbox(cw as u32, ch as u32, self.input_w, self.input_h);
+        let (input_w, input_h) = (self.input_w, self.input_h);
+        let name = self.name.clone();
+        detect_in_crops(img, policy, input_w, input_h, &name, |crop| {
+            let lb = letterbox(crop.2 as u32, crop.3 as u32, input_w, input_h);
             let input = preprocess(img, crop, &lb, &mut self.resizer)?;
-            let found = self.run_tensor(&input, policy.threshold as f32)?;
-            let back = (1.0 / lb.ratio) as f32;
-            let dets: Vec<Detection> = found
-                .into_iter()
-                .map(|(b, score)| Detection {
-                    bbox: b
-                        .rescaled(back, back)
-                        .clipped(cw as f32, ch as f32)
-                        .translated(cx as f32, cy as f32)
-                        .clipped(w as f32, h as f32)
-                        .rounded(),
-                    score: (score * 10_000.0).round() / 10_000.0,
-                    class: ObjectClass::Person,
-                    model: self.name.clone(),
-                })
-                .filter(|d| d.bbox.area() > 0.0)
-                .collect();
-            all.extend(nms(dets, iou));
-        }
-        Ok(if single {
-            all
-        } else {
-            merge_prefer_larger(all, iou)
+            Ok((self.run_tensor(&input, policy.threshold as f32)?, lb.ratio))
         })
     }
+}
+
+/// A letterboxing person detector over the crops of `policy` ([`plan_crops`]): `run` turns a
+/// crop into boxes in network-input pixels with scores, and the letterbox ratio it used; the
+/// boxes are mapped back to image pixels and clipped, reduced by NMS per crop, and the crops
+/// merged preferring the larger box ([`merge_prefer_larger`]). Shared by YOLOX and NanoDet.
+pub fn detect_in_crops(
+    img: &RgbImage,
+    policy: &PersonPolicy,
+    input_w: u32,
+    input_h: u32,
+    model: &str,
+    mut run: impl FnMut((f64, f64, f64, f64)) -> Result<(Vec<(BBox, f32)>, f64), DetectError>,
+) -> Result<Vec<Detection>, DetectError> {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Ok(Vec::new());
+    }
+    let iou = policy.nms_iou as f32;
+    let crops = plan_crops(w, h, input_w, input_h, policy.tiles);
+    let single = crops.len() == 1;
+    let mut all = Vec::new();
+    for crop in crops {
+        let (cx, cy, cw, ch) = crop;
+        let (found, ratio) = run(crop)?;
+        let back = (1.0 / ratio) as f32;
+        let dets: Vec<Detection> = found
+            .into_iter()
+            .map(|(b, score)| Detection {
+                bbox: b
+                    .rescaled(back, back)
+                    .clipped(cw as f32, ch as f32)
+                    .translated(cx as f32, cy as f32)
+                    .clipped(w as f32, h as f32)
+                    .rounded(),
+                score: (score * 10_000.0).round() / 10_000.0,
+                class: ObjectClass::Person,
+                model: model.to_string(),
+            })
+            .filter(|d| d.bbox.area() > 0.0)
+            .collect();
+        all.extend(nms(dets, iou));
+    }
+    Ok(if single {
+        all
+    } else {
+        merge_prefer_larger(all, iou)
+    })
 }
 
 #[cfg(test)]

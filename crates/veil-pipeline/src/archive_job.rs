@@ -30,28 +30,68 @@ const WINDOW: usize = 64;
 /// Most bytes of unchanged members read ahead of the writer (a larger member still goes, alone).
 const READ_AHEAD_BYTES: u64 = 64 << 20;
 
-/// Bytes of unchanged members read but not yet written, shared by the reader and the writer.
+/// Bytes of unchanged members read but not yet written, shared by the reader and the writer,
+/// and whether the writer is gone (then the reader never waits: its next send fails instead).
 #[derive(Default)]
 struct ReadAhead {
-    bytes: std::sync::Mutex<u64>,
+    state: std::sync::Mutex<(u64, bool)>,
     room: std::sync::Condvar,
 }
 
 impl ReadAhead {
-    /// Waits until `n` more bytes fit (or nothing is ahead), then counts them.
+    /// Waits until `n` more bytes fit (or nothing is ahead, or the writer is gone), then counts
+    /// them.
     fn reserve(&self, n: u64) {
-        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *b > 0 && *b + n > READ_AHEAD_BYTES {
-            b = self.room.wait(b).unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.1 && st.0 > 0 && st.0 + n > READ_AHEAD_BYTES {
+            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        *b += n;
+        st.0 += n;
     }
 
     fn release(&self, n: u64) {
-        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        *b = b.saturating_sub(n);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 = st.0.saturating_sub(n);
         self.room.notify_all();
     }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.room.notify_all();
+    }
+}
+
+/// Marks the writer gone when its thread ends, however it ends (a panic included).
+struct WriterGone<'a>(&'a ReadAhead);
+
+impl Drop for WriterGone<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Starts an image member (or table row) through the stages: prepared and sent to the detect
+/// stage, its result to come on the returned receiver; or concluded at once (`Err`).
+pub(crate) fn start_member(
+    bytes: Vec<u8>,
+    path: &str,
+    settings: &ImageSettings,
+    admit: Admit<'_>,
+    to_detect: &SyncSender<Prepared>,
+    output: &Path,
+) -> Result<Receiver<MemberResult>, Box<MemberResult>> {
+    let (tx, rx) = channel();
+    let item = process::prepare_member(bytes, path, settings, Some(admit), tx)?;
+    if let Err(back) = to_detect.send(item) {
+        // Only when every detect thread is gone: its failed result goes to `rx`.
+        let _ = back.0.fail(
+            output,
+            settings,
+            FailureStage::Detect,
+            "internal: no detector running",
+        );
+    }
+    Ok(rx)
 }
 
 /// An archive (or table) a run processes member by member (row by row).
@@ -211,28 +251,19 @@ fn write_archive(
     let ahead = ReadAhead::default();
     let ahead = &ahead;
     let (read, (results, written)) = std::thread::scope(|s| {
-        let writing = s.spawn(move || write_entries(writer, erx, settings, rel_str, ahead));
+        let writing = s.spawn(move || {
+            let _gone = WriterGone(ahead);
+            write_entries(writer, erx, settings, rel_str, ahead)
+        });
         let read = members::read_members(src, format, Caps::default(), &mut |mut m| {
             let entry = if m.is_dir {
                 Entry::Plain(Box::new(m))
             } else if crate::archives::looks_like_image(&m.data) {
                 let member_path = format!("{rel_str}#{}", m.name);
                 let bytes = std::mem::take(&mut m.data);
-                let (tx, rx) = channel();
-                match process::prepare_member(bytes, &member_path, settings, Some(admit), tx) {
+                match start_member(bytes, &member_path, settings, admit, to_detect, output) {
                     Err(res) => Entry::Concluded(Box::new(with_archive(*res, rel_str))),
-                    Ok(item) => {
-                        if let Err(back) = to_detect.send(item) {
-                            // Only when every detect thread is gone: its result goes to `rx`.
-                            let _ = back.0.fail(
-                                output,
-                                settings,
-                                FailureStage::Detect,
-                                "internal: no detector running",
-                            );
-                        }
-                        Entry::Image(Box::new(m), rx)
-                    }
+                    Ok(rx) => Entry::Image(Box::new(m), rx),
                 }
             } else if crate::archives::sniff(&m.data).is_some() {
                 let member_path = format!("{rel_str}#{}", m.name);

@@ -14,7 +14,7 @@
 //! null. One row group is held in memory at a time.
 
 use std::path::Path;
-use std::sync::mpsc::{channel, Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
 use arrow_array::{
@@ -336,23 +336,12 @@ pub fn rewrite_table(
                         "the image cell is not an image (not JPEG, PNG or WebP): the row was dropped",
                     )))
                 }
-                Some(bytes) => {
-                    let (tx, rx) = channel();
-                    match process::prepare_member(bytes, &path, settings, Some(admit), tx) {
-                        Err(res) => Row::Concluded(res),
-                        Ok(item) => {
-                            if let Err(back) = to_detect.send(item) {
-                                let _ = back.0.fail(
-                                    output,
-                                    settings,
-                                    FailureStage::Detect,
-                                    "internal: no detector running",
-                                );
-                            }
-                            Row::Waiting(rx)
-                        }
-                    }
-                }
+                Some(bytes) => match crate::archive_job::start_member(
+                    bytes, &path, settings, admit, to_detect, output,
+                ) {
+                    Err(res) => Row::Concluded(res),
+                    Ok(rx) => Row::Waiting(rx),
+                },
             });
         }
         let mut values = Vec::with_capacity(rows.len());

@@ -445,37 +445,15 @@ pub fn finish_member(
     detect_seconds: f64,
     settings: &ImageSettings,
 ) -> MemberResult {
-    let Prepared {
-        rel,
-        rel_str,
-        bytes,
-        format,
-        decoded,
-        rgb_of_rgba,
-        mut p,
-        permit,
-        member: _,
-    } = item;
-    p.times.detect += detect_seconds;
     let mut output = None;
-    let result = match detections {
-        Err(e) => Err(fail(FailureStage::Detect)(e)),
-        Ok(dets) => {
-            p.detections = dets;
-            finish_steps(
-                Path::new(""),
-                &rel,
-                settings,
-                bytes,
-                format,
-                decoded,
-                rgb_of_rgba,
-                &mut p,
-                Some(&mut output),
-            )
-        }
-    };
-    drop(permit);
+    let (_, rel_str, p, result) = finish_into(
+        Path::new(""),
+        item,
+        detections,
+        detect_seconds,
+        settings,
+        Some(&mut output),
+    );
     if result.is_err() {
         output = None;
     }
@@ -496,6 +474,27 @@ pub fn finish(
     detect_seconds: f64,
     settings: &ImageSettings,
 ) -> (ProvenanceRecord, StageTimes) {
+    let (rel, rel_str, p, result) = finish_into(
+        output_root,
+        item,
+        detections,
+        detect_seconds,
+        settings,
+        None,
+    );
+    conclude(output_root, &rel, &rel_str, settings, p, result)
+}
+
+/// The steps of [`finish`]: the output written under `output_root`, or kept in `keep` (an
+/// archive member); the image's budget is given back.
+fn finish_into(
+    output_root: &Path,
+    item: Prepared,
+    detections: Result<Vec<Detection>, String>,
+    detect_seconds: f64,
+    settings: &ImageSettings,
+    keep: Option<&mut Option<Vec<u8>>>,
+) -> (PathBuf, String, Partial, Result<(String, u64), Failure>) {
     let Prepared {
         rel,
         rel_str,
@@ -521,13 +520,12 @@ pub fn finish(
                 decoded,
                 rgb_of_rgba,
                 &mut p,
-                None,
+                keep,
             )
         }
     };
-    let done = conclude(output_root, &rel, &rel_str, settings, p, result);
     drop(permit);
-    done
+    (rel, rel_str, p, result)
 }
 
 /// Concludes an image as failed outside the normal steps (a stage crashed, or could not hand it
