@@ -1,0 +1,396 @@
+//! Withdrawal: apply (a new release without the confirmed items, or the whole dataset withdrawn),
+//! tombstones, purge of an output tree, and the public withdrawals feed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, OptionalExtension};
+use serde_json::{json, Value};
+
+use super::*;
+
+impl Ledger {
+    /// Applies a request: cuts a new release of the dataset without the confirmed items (or
+    /// withdraws the whole dataset), marks the releases that held them withdrawn, records
+    /// tombstones. The release files are written under `root` while the ledger is locked; a
+    /// release left behind by an interrupted apply of the same request is adopted.
+    pub fn apply(
+        &mut self,
+        id: &str,
+        root: &Path,
+        new_version: Option<&str>,
+    ) -> Result<ApplyReport, LedgerError> {
+        let req = self.request(id)?;
+        let allowed: &[Status] = if req.whole_dataset {
+            &[Status::Received, Status::Matching, Status::Confirmed]
+        } else {
+            &[Status::Confirmed]
+        };
+        if matches!(
+            req.status,
+            Status::Applied | Status::Notified | Status::Closed
+        ) {
+            return Err(LedgerError::State {
+                id: id.to_string(),
+                what: format!("already applied (request is {})", req.status),
+            });
+        }
+        Self::require_state(&req, allowed, "apply (confirm items first)")?;
+        let releases = self.releases(&req.dataset)?;
+        self.write(|w| {
+            if status_in(w, id)? != req.status {
+                return Err(LedgerError::State {
+                    id: id.to_string(),
+                    what: "changed by another process; run again".into(),
+                });
+            }
+            let report = if req.whole_dataset {
+                apply_whole(w, &req, &releases)?
+            } else {
+                apply_items(w, &req, &releases, root, new_version)?
+            };
+            set_status(w, id, Status::Applied)?;
+            let detail = serde_json::to_value(&report).expect("report serialises");
+            action(w, id, "applied", &detail)?;
+            w.event("request.applied", json!({"id": id, "report": detail}))?;
+            Ok(report)
+        })
+    }
+
+    /// Tombstones of a request.
+    pub fn tombstones(&self, id: &str) -> Result<Vec<TombstoneRow>, LedgerError> {
+        tombstones_in(&self.conn, id)
+    }
+
+    /// Deletes the withdrawn files of an applied request from an output tree: only regular files
+    /// (no links followed, no parent that is a link) at the tombstone's path whose blake3 is the
+    /// withdrawn one. Records what it deleted and what it left.
+    pub fn purge(&mut self, id: &str, dir: &Path) -> Result<PurgeReport, LedgerError> {
+        let req = self.request(id)?;
+        Self::require_state(
+            &req,
+            &[Status::Applied, Status::Notified, Status::Closed],
+            "purge (apply first)",
+        )?;
+        let mut report = PurgeReport {
+            dir: dir.display().to_string(),
+            ..PurgeReport::default()
+        };
+        for t in self.tombstones(id)? {
+            match purge_one(dir, &t) {
+                Ok(()) => report.deleted.push(t.path),
+                Err(why) => report.skipped.push((t.path, why)),
+            }
+        }
+        let detail = serde_json::to_value(&report).expect("report serialises");
+        self.write(|w| {
+            action(w, id, "purged", &detail)?;
+            w.event("request.purged", json!({"id": id, "report": detail}))
+        })?;
+        Ok(report)
+    }
+
+    /// The public withdrawals feed: one JSON object per applied request, oldest first. Only
+    /// blake3 hashes of withdrawn files; perceptual hashes stay private.
+    pub fn withdrawals(&self) -> Result<Vec<Value>, LedgerError> {
+        let mut out = Vec::new();
+        let mut reqs = self.requests()?;
+        reqs.sort_by(|a, b| a.id.cmp(&b.id));
+        for r in reqs {
+            if !matches!(
+                r.status,
+                Status::Applied | Status::Notified | Status::Closed
+            ) {
+                continue;
+            }
+            let applied_at: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT at FROM actions WHERE request = ?1 AND kind = 'applied' ORDER BY id LIMIT 1",
+                    [&r.id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT version FROM releases WHERE dataset = ?1 AND status_request = ?2",
+            )?;
+            let mut releases: Vec<String> = stmt
+                .query_map(params![r.dataset, r.id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            releases.sort_by(|a, b| version_order(a, b));
+            let tombs = self.tombstones(&r.id)?;
+            let new_release = tombs.iter().find_map(|t| t.new_version.clone());
+            let hashes: BTreeSet<String> = tombs.into_iter().map(|t| t.blake3).collect();
+            out.push(json!({
+                "request": r.id,
+                "date": applied_at,
+                "dataset": r.dataset,
+                "whole_dataset": r.whole_dataset,
+                "releases": releases,
+                "new_release": new_release,
+                "withdrawn_blake3": hashes,
+            }));
+        }
+        Ok(out)
+    }
+}
+
+fn purge_one(dir: &Path, t: &TombstoneRow) -> Result<(), String> {
+    if !veil_ledger::safe_rel_path(&t.path) {
+        return Err("unsafe path (absolute or with ..): not touched".into());
+    }
+    let mut target = PathBuf::from(dir);
+    let parts: Vec<&str> = t.path.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        target.push(part);
+        let meta = match std::fs::symlink_metadata(&target) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("absent".into()),
+            Err(e) => return Err(format!("unreadable: {e}")),
+        };
+        let last = i + 1 == parts.len();
+        if meta.file_type().is_symlink() {
+            return Err("a link is on the path (links are not followed): not touched".into());
+        }
+        if !last && !meta.is_dir() {
+            return Err("a parent is not a directory".into());
+        }
+        if last && !meta.is_file() {
+            return Err("not a regular file: not touched".into());
+        }
+    }
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(&target).map_err(|e| format!("unreadable: {e}"))?)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let actual = h.finalize().to_hex().to_string();
+    if actual != t.blake3 {
+        return Err(format!(
+            "content differs (blake3 {actual}): not the withdrawn file, left in place"
+        ));
+    }
+    std::fs::remove_file(&target).map_err(|e| format!("cannot delete: {e}"))
+}
+
+fn apply_whole(
+    w: &Writer<'_>,
+    req: &Request,
+    releases: &[crate::ReleaseRow],
+) -> Result<ApplyReport, LedgerError> {
+    w.tx.execute(
+        "UPDATE datasets SET status = 'withdrawn', withdrawn_by = ?2, withdrawn_at = ?3 WHERE name = ?1",
+        params![req.dataset, req.id, w.now],
+    )?;
+    w.tx.execute(
+        "UPDATE releases SET status = 'withdrawn', status_request = ?2 WHERE dataset = ?1",
+        params![req.dataset, req.id],
+    )?;
+    // Newest release first, so each path's tombstone names the newest release that held it.
+    for r in releases.iter().rev() {
+        w.tx.execute(
+            "INSERT OR IGNORE INTO tombstones (request, dataset, version, new_version, path, size,
+                 blake3, source_blake3)
+             SELECT ?1, dataset, version, NULL, path, size, blake3, source_blake3
+             FROM items WHERE dataset = ?2 AND version = ?3",
+            params![req.id, req.dataset, r.version],
+        )?;
+    }
+    Ok(ApplyReport {
+        dataset: req.dataset.clone(),
+        whole_dataset: true,
+        new_release: None,
+        withdrawn_releases: releases.iter().map(|r| r.version.clone()).collect(),
+        tombstones: tombstones_in(&w.tx, &req.id)?,
+    })
+}
+
+fn tombstones_in(conn: &rusqlite::Connection, id: &str) -> Result<Vec<TombstoneRow>, LedgerError> {
+    let mut stmt = conn.prepare(
+        "SELECT dataset, version, new_version, path, size, blake3, source_blake3
+         FROM tombstones WHERE request = ?1 ORDER BY dataset, path",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(TombstoneRow {
+            dataset: r.get(0)?,
+            version: r.get(1)?,
+            new_version: r.get(2)?,
+            path: r.get(3)?,
+            size: r.get(4)?,
+            blake3: r.get(5)?,
+            source_blake3: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn apply_items(
+    w: &Writer<'_>,
+    req: &Request,
+    releases: &[crate::ReleaseRow],
+    root: &Path,
+    new_version: Option<&str>,
+) -> Result<ApplyReport, LedgerError> {
+    let id = req.id.as_str();
+    let ds = req.dataset.as_str();
+    // The confirmed items, and every item of the dataset that is the same file or the same
+    // source photo (a withdrawn photo is withdrawn under any path, in any release).
+    w.tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS doomed (item INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
+    )?;
+    w.tx.execute(
+        "INSERT OR IGNORE INTO temp.doomed
+         SELECT i.id FROM items i WHERE i.dataset = ?1 AND (
+             i.path IN (SELECT c.path FROM matches m JOIN items c ON c.id = m.item
+                        WHERE m.request = ?2 AND m.state = 'confirmed')
+          OR i.blake3 IN (SELECT c.blake3 FROM matches m JOIN items c ON c.id = m.item
+                        WHERE m.request = ?2 AND m.state = 'confirmed')
+          OR i.source_blake3 IN (SELECT c.source_blake3 FROM matches m JOIN items c ON c.id = m.item
+                        WHERE m.request = ?2 AND m.state = 'confirmed'))",
+        params![ds, id],
+    )?;
+    let current = releases.iter().find(|r| r.status == "current");
+    let mut new_release = None;
+    if let Some(cur) = current {
+        let paths: BTreeSet<String> = {
+            let mut stmt = w.tx.prepare(
+                "SELECT i.path FROM items i JOIN temp.doomed d ON d.item = i.id
+                 WHERE i.dataset = ?1 AND i.version = ?2",
+            )?;
+            let rows = stmt.query_map(params![ds, cur.version], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if !paths.is_empty() {
+            let version = match new_version {
+                Some(v) => v.to_string(),
+                None => next_version(&cur.version).ok_or_else(|| {
+                    LedgerError::Invalid(format!(
+                        "cannot derive the version after {:?}; pass --version",
+                        cur.version
+                    ))
+                })?,
+            };
+            let (info, tombs) = match veil_ledger::cut_release_without(
+                root,
+                ds,
+                &cur.version,
+                &version,
+                &paths,
+                id,
+                w.now.clone(),
+            ) {
+                Ok(r) => r,
+                Err(veil_ledger::ReleaseError::AlreadyExists { path }) => {
+                    // Left by an interrupted apply of this same request? Then adopt it.
+                    let (info, _) = veil_ledger::load_release(root, ds, &version)?;
+                    let tombs = veil_ledger::load_tombstones(root, ds, &version)?;
+                    let same = info.parent.as_deref() == Some(cur.version.as_str())
+                        && !tombs.is_empty()
+                        && tombs.iter().all(|t| t.request == id)
+                        && tombs
+                            .iter()
+                            .map(|t| t.path.clone())
+                            .collect::<BTreeSet<_>>()
+                            == paths;
+                    if !same {
+                        return Err(veil_ledger::ReleaseError::AlreadyExists { path }.into());
+                    }
+                    (info, tombs)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (_, items) = veil_ledger::load_release(root, ds, &version)?;
+            insert_release(w, &info, &items)?;
+            for t in &tombs {
+                w.tx.execute(
+                    "INSERT OR IGNORE INTO tombstones (request, dataset, version, new_version, path,
+                         size, blake3, source_blake3)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![id, ds, cur.version, version, t.path, t.size, t.blake3, t.source_blake3],
+                )?;
+            }
+            new_release = Some((version, info.merkle_root));
+        }
+    }
+    // Older releases' copies (other paths or versions), newest release first.
+    for r in releases.iter().rev() {
+        w.tx.execute(
+            "INSERT OR IGNORE INTO tombstones (request, dataset, version, new_version, path, size,
+                 blake3, source_blake3)
+             SELECT ?1, i.dataset, i.version, ?4, i.path, i.size, i.blake3, i.source_blake3
+             FROM items i JOIN temp.doomed d ON d.item = i.id
+             WHERE i.dataset = ?2 AND i.version = ?3",
+            params![id, ds, r.version, new_release.as_ref().map(|n| n.0.clone())],
+        )?;
+    }
+    let mut withdrawn = Vec::new();
+    for r in releases {
+        let held: i64 = w.tx.query_row(
+            "SELECT COUNT(*) FROM items i JOIN temp.doomed d ON d.item = i.id
+             WHERE i.dataset = ?1 AND i.version = ?2",
+            params![ds, r.version],
+            |row| row.get(0),
+        )?;
+        if held > 0 {
+            w.tx.execute(
+                "UPDATE releases SET status = 'withdrawn', status_request = ?3,
+                     superseded_by = COALESCE(?4, superseded_by)
+                 WHERE dataset = ?1 AND version = ?2",
+                params![ds, r.version, id, new_release.as_ref().map(|n| n.0.clone())],
+            )?;
+            withdrawn.push(r.version.clone());
+        }
+    }
+    if withdrawn.is_empty() {
+        return Err(LedgerError::State {
+            id: id.to_string(),
+            what: "none of the confirmed items is in a release any more".into(),
+        });
+    }
+    Ok(ApplyReport {
+        dataset: ds.to_string(),
+        whole_dataset: false,
+        new_release,
+        withdrawn_releases: withdrawn,
+        tombstones: tombstones_in(&w.tx, id)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_touches_only_the_withdrawn_file_inside_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(tree.join("a")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(tree.join("a/x.jpg"), b"withdrawn").unwrap();
+        std::fs::write(tree.join("a/y.jpg"), b"someone else").unwrap();
+        std::fs::write(outside.join("z.jpg"), b"withdrawn").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
+        let tomb = |path: &str| TombstoneRow {
+            dataset: "d".into(),
+            version: "1".into(),
+            new_version: Some("2".into()),
+            path: path.into(),
+            size: 9,
+            blake3: blake3::hash(b"withdrawn").to_hex().to_string(),
+            source_blake3: None,
+        };
+        for (path, why) in [
+            ("../outside/z.jpg", "unsafe path"),
+            ("/etc/passwd", "unsafe path"),
+            ("link/z.jpg", "a link is on the path"),
+            ("a/y.jpg", "content differs"),
+            ("a/none.jpg", "absent"),
+        ] {
+            let err = purge_one(&tree, &tomb(path)).unwrap_err();
+            assert!(err.contains(why), "{path}: {err}");
+        }
+        assert!(outside.join("z.jpg").exists());
+        assert!(tree.join("a/y.jpg").exists());
+        purge_one(&tree, &tomb("a/x.jpg")).unwrap();
+        assert!(!tree.join("a/x.jpg").exists());
+    }
+}
