@@ -44,6 +44,7 @@ fn main() {
                     pdq_quality: 90,
                     dhash: format!("{:016x}", i as u64 * 104_729),
                 }),
+                archive: None,
             }
         })
         .collect();

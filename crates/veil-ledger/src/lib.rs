@@ -8,6 +8,7 @@
 //! re-derived and compared. Timestamps live only in the run summary.
 
 pub mod fsutil;
+pub mod members;
 pub mod merkle;
 mod pack;
 mod prove;
@@ -15,6 +16,7 @@ mod provenance;
 mod release;
 mod verify;
 
+pub use members::{rewrite_container, Containers, MemberDigest, Rewritten};
 pub use pack::{
     dataset_card, pack_release, verify_pack, Extras, PackFormat, PACK_CARD, PACK_RELEASE_DIR,
 };

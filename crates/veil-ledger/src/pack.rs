@@ -174,10 +174,12 @@ fn write_pack(
 ) -> Result<u64, ReleaseError> {
     let io = io_at(partial);
     let mut bytes = 0;
+    // Member items travel inside their containers.
+    let items: Vec<&ManifestItem> = items.iter().filter(|i| i.archive.is_none()).collect();
     match format {
         PackFormat::Dir => {
             fs::create_dir(partial).map_err(&io)?;
-            for item in items {
+            for &item in &items {
                 let mut h = open_item(tree, item)?;
                 let dst = partial.join(&item.path);
                 if let Some(parent) = dst.parent() {
@@ -217,7 +219,7 @@ fn write_pack(
                 h.set_entry_type(tar::EntryType::Regular);
                 h
             };
-            for item in items {
+            for &item in &items {
                 let mut h = open_item(tree, item)?;
                 let mut hd = header(item.size);
                 tar.append_data(&mut hd, &item.path, &mut h).map_err(&io)?;
@@ -245,7 +247,7 @@ fn write_pack(
                 path: partial.to_path_buf(),
                 source: io::Error::other(e),
             };
-            for item in items {
+            for &item in &items {
                 let mut h = open_item(tree, item)?;
                 let opts = opts.large_file(item.size >= u32::MAX as u64);
                 zip.start_file(item.path.as_str(), opts).map_err(zerr)?;
@@ -339,11 +341,17 @@ pub fn dataset_card(info: &ReleaseInfo, items: &[ManifestItem], policy: &str) ->
 
 /// Checks a pack (a directory, `.tar`, `.tar.zst` or `.zip`, told apart by content) against a
 /// manifest, reading archives as streams. The pack's own extras (`veil-release/`, `README.md`)
-/// are not counted as extra files.
-pub fn verify_pack(pack: &Path, items: &[ManifestItem]) -> Result<VerifyReport, ReleaseError> {
+/// are not counted as extra files. With `containers`, the member items of a directory's dataset
+/// containers are read back one by one; in an archived pack they are covered by their
+/// container's hash (`members_unchecked`).
+pub fn verify_pack(
+    pack: &Path,
+    items: &[ManifestItem],
+    containers: Option<&dyn crate::Containers>,
+) -> Result<VerifyReport, ReleaseError> {
     let io = io_at(pack);
     let mut report = if pack.is_dir() {
-        crate::verify::verify_tree(pack, items)
+        crate::verify::verify_tree(pack, items, containers)
     } else {
         let mut head = [0u8; 4];
         let n = fs::File::open(pack)

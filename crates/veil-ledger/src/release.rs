@@ -78,6 +78,11 @@ pub struct ManifestItem {
     pub source_phash: Option<crate::PerceptualHashes>,
     #[serde(default)]
     pub output_phash: Option<crate::PerceptualHashes>,
+    /// For an image inside a dataset container (a shard, a zip, a Parquet table): the container's
+    /// path, itself an item; `path` is then `CONTAINER#MEMBER` (see [`crate::members`]). Absent
+    /// (not serialised) for a file, so the lines of releases made before it are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
 }
 
 /// `release.json`.
@@ -88,7 +93,9 @@ pub struct ReleaseInfo {
     pub version: String,
     pub parent: Option<String>,
     pub created_at: String,
+    /// Manifest lines: files, and the member items inside containers.
     pub items: u64,
+    /// Bytes of the files (a member's bytes are inside its container's).
     pub bytes: u64,
     /// Version of the veil that built the release.
     pub tool_version: String,
@@ -143,6 +150,11 @@ pub struct VerifyReport {
     pub invalid: Vec<String>,
     /// Items present with the expected blake3.
     pub ok: usize,
+    /// Member items (inside containers) read back from their container with the expected blake3.
+    pub members_ok: usize,
+    /// Member items not read back (no container access was given, as for a pack): covered only
+    /// by their container's hash.
+    pub members_unchecked: usize,
 }
 
 impl VerifyReport {
@@ -235,6 +247,8 @@ pub enum ReleaseError {
     NothingWithdrawn { dataset: String, parent: String },
     #[error("every item of {dataset}/{parent} would be withdrawn; a release cannot be empty")]
     AllWithdrawn { dataset: String, parent: String },
+    #[error("{container} loses withdrawn members but was not rewritten without them; give the output tree that holds it (`takedown apply --purge DIR`)")]
+    ContainerNotRewritten { container: String },
     #[error("{path:?} is both withdrawn and in the manifest")]
     WithdrawnListed { path: String },
     #[error("{path}: present, but release.json lists no withdrawn items")]
@@ -337,6 +351,36 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
     f.sync_all().map_err(&io)
 }
 
+/// Checks an output file against its record: a regular file of the recorded size and blake3.
+fn check_output_file(
+    file: &Path,
+    meta: &fs::Metadata,
+    expected_size: u64,
+    expected_hash: &str,
+) -> Result<(), ReleaseError> {
+    if !meta.is_file() {
+        return Err(ReleaseError::NotAFile {
+            path: file.to_path_buf(),
+        });
+    }
+    if meta.len() != expected_size {
+        return Err(ReleaseError::SizeMismatch {
+            path: file.to_path_buf(),
+            expected: expected_size,
+            actual: meta.len(),
+        });
+    }
+    let actual = hash_file(file).map_err(io_err(file))?;
+    if actual != expected_hash {
+        return Err(ReleaseError::HashMismatch {
+            path: file.to_path_buf(),
+            expected: expected_hash.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Builds release `dataset`/`version` under `root` from the output tree of a `veil redact` run.
 ///
 /// Only records with status `redacted` or `no_detections` enter the release. Every output file
@@ -371,11 +415,15 @@ pub fn build_release(
     }
 
     let mut records = read_provenance(&output_tree.join(PROVENANCE_FILE))?;
-    // A member of a dataset archive is published inside its archive, which is the item (with a
-    // record of its own).
-    records.retain(|r| {
-        !r.is_member() && matches!(r.status, ImageStatus::Redacted | ImageStatus::NoDetections)
-    });
+    records.retain(|r| matches!(r.status, ImageStatus::Redacted | ImageStatus::NoDetections));
+    // A member of a dataset container is an item of its own (so that it can be proved and
+    // withdrawn) when its container is one; its bytes are published inside the container.
+    let containers: BTreeSet<String> = records
+        .iter()
+        .filter(|r| !r.is_member())
+        .map(|r| r.path.clone())
+        .collect();
+    records.retain(|r| r.archive.as_ref().is_none_or(|a| containers.contains(a)));
     if records.is_empty() {
         return Err(ReleaseError::Empty {
             output_tree: output_tree.to_path_buf(),
@@ -413,30 +461,16 @@ pub fn build_release(
             Some(_) => {}
         }
         let file = output_tree.join(&r.path);
-        let meta = match fs::symlink_metadata(&file) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ReleaseError::OutputMissing { path: file })
-            }
-            Err(e) => return Err(io_err(&file)(e)),
-        };
-        if !meta.is_file() {
-            return Err(ReleaseError::NotAFile { path: file });
-        }
-        if meta.len() != expected_size {
-            return Err(ReleaseError::SizeMismatch {
-                path: file,
-                expected: expected_size,
-                actual: meta.len(),
-            });
-        }
-        let actual = hash_file(&file).map_err(io_err(&file))?;
-        if actual != *expected_hash {
-            return Err(ReleaseError::HashMismatch {
-                path: file,
-                expected: expected_hash.clone(),
-                actual,
-            });
+        // A member has no file of its own: its container's hash covers it.
+        if !r.is_member() {
+            let meta = match fs::symlink_metadata(&file) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(ReleaseError::OutputMissing { path: file })
+                }
+                Err(e) => return Err(io_err(&file)(e)),
+            };
+            check_output_file(&file, &meta, expected_size, expected_hash)?;
         }
         items.push(ManifestItem {
             path: r.path.clone(),
@@ -459,6 +493,7 @@ pub fn build_release(
             split: split_of(&r.path),
             source_phash: r.source_phash.clone(),
             output_phash: r.output_phash.clone(),
+            archive: r.archive.clone(),
         });
     }
 
@@ -536,7 +571,9 @@ fn write_release(root: &Path, new: NewRelease<'_>) -> Result<ReleaseInfo, Releas
         manifest.extend_from_slice(line.as_bytes());
         manifest.push(b'\n');
         params.insert(item.provenance.params_blake3.clone());
-        bytes += item.size;
+        if item.archive.is_none() {
+            bytes += item.size;
+        }
     }
     let withdrawn = (!new.withdrawn.is_empty()).then(|| withdrawn_jsonl(new.withdrawn));
     let info = ReleaseInfo {
@@ -600,14 +637,22 @@ fn write_release(root: &Path, new: NewRelease<'_>) -> Result<ReleaseInfo, Releas
 /// (hashes kept, bytes gone) is written, sorted by path, to `withdrawn.jsonl` in the new release,
 /// within the same write-then-rename step; they are also returned.
 ///
+/// Members inside containers: withdrawing a container withdraws its member items too. A
+/// container that keeps some members but loses others must be in `rewritten` (its path to the
+/// size and blake3 of the container rewritten without them, see [`crate::rewrite_container`]);
+/// its line then carries those, and is the only line that changes.
+///
 /// Fails when a withdrawn path is not an item of the parent, when nothing is withdrawn, when
-/// every item would be, or when `version` exists.
+/// every item would be, when a container losing members was not rewritten, or when `version`
+/// exists.
+#[allow(clippy::too_many_arguments)]
 pub fn cut_release_without(
     root: &Path,
     dataset: &str,
     parent: &str,
     version: &str,
     withdrawn_paths: &BTreeSet<String>,
+    rewritten: &std::collections::BTreeMap<String, (u64, String)>,
     request: &str,
     created_at: String,
 ) -> Result<(ReleaseInfo, Vec<Tombstone>), ReleaseError> {
@@ -646,9 +691,38 @@ pub fn cut_release_without(
             });
         }
     }
+    // A withdrawn container takes its members with it; a container that only loses members
+    // must have been rewritten.
+    let mut withdrawn_paths = withdrawn_paths.clone();
+    for item in &loaded.items {
+        if let Some(c) = &item.archive {
+            if withdrawn_paths.contains(c) {
+                withdrawn_paths.insert(item.path.clone());
+            }
+        }
+    }
+    for item in &loaded.items {
+        if let Some(c) = &item.archive {
+            if withdrawn_paths.contains(&item.path)
+                && !withdrawn_paths.contains(c)
+                && !rewritten.contains_key(c)
+            {
+                return Err(ReleaseError::ContainerNotRewritten {
+                    container: c.clone(),
+                });
+            }
+        }
+    }
     let mut entries = Vec::with_capacity(loaded.items.len());
     let mut tombstones = Vec::with_capacity(withdrawn_paths.len());
-    for (item, line) in loaded.items.into_iter().zip(loaded.lines) {
+    for (mut item, mut line) in loaded.items.into_iter().zip(loaded.lines) {
+        if let Some((size, blake3)) = rewritten.get(&item.path) {
+            if !withdrawn_paths.contains(&item.path) {
+                item.size = *size;
+                item.blake3 = blake3.clone();
+                line = manifest_line(&item);
+            }
+        }
         if withdrawn_paths.contains(&item.path) {
             tombstones.push(Tombstone {
                 path: item.path,
@@ -805,7 +879,11 @@ fn read_release(root: &Path, dataset: &str, version: &str) -> Result<LoadedRelea
     if info.items.to_string() != count {
         return Err(mismatch("items", &count, &info.items.to_string()));
     }
-    let bytes: u64 = items.iter().map(|i| i.size).sum();
+    let bytes: u64 = items
+        .iter()
+        .filter(|i| i.archive.is_none())
+        .map(|i| i.size)
+        .sum();
     if info.bytes != bytes {
         return Err(mismatch(
             "bytes",

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+use crate::members::Containers;
 use crate::release::{hash_file, safe_rel_path, ManifestItem, ReleaseError, VerifyReport};
 
 /// Walks `dir` without following links: regular files and links (anything not a directory),
@@ -40,14 +41,27 @@ fn walk(dir: &Path) -> BTreeMap<String, bool> {
 /// Checks an output tree against a manifest. Never follows links (a link at an item's path is
 /// reported as changed, an item under a linked directory as missing); manifest paths that are
 /// absolute or contain `..` are reported as invalid and never read.
-pub fn verify_tree(dir: &Path, items: &[ManifestItem]) -> VerifyReport {
-    compare(items, walk(dir), |path, is_link| {
+///
+/// With `containers`, the member items inside dataset containers are read back from their
+/// container and checked one by one ([`crate::members`]); without, they are counted in
+/// `members_unchecked` (their container's hash still covers them).
+pub fn verify_tree(
+    dir: &Path,
+    items: &[ManifestItem],
+    containers: Option<&dyn Containers>,
+) -> VerifyReport {
+    let mut report = compare(items, walk(dir), |path, is_link| {
         if is_link {
             Err("symlink".into())
         } else {
             hash_file(&dir.join(path)).map_err(|e| format!("unreadable: {e}"))
         }
-    })
+    });
+    if let Some(c) = containers {
+        report.members_unchecked = 0;
+        crate::members::verify_members(dir, items, c, &mut report);
+    }
+    report
 }
 
 /// Compares what was found (name -> entry) with the manifest: `hash_of` gives an entry's blake3,
@@ -60,6 +74,10 @@ fn compare<T>(
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
     for item in items {
+        if item.archive.is_some() {
+            report.members_unchecked += 1;
+            continue;
+        }
         if !safe_rel_path(&item.path) {
             report.invalid.push(item.path.clone());
             continue;

@@ -100,6 +100,19 @@ pub fn file_holds_images(path: &Path) -> std::io::Result<Option<String>> {
     holds_images_in(std::io::BufReader::new(std::fs::File::open(path)?))
 }
 
+/// [`sniff`] of the file at `path`, from its first and last bytes.
+pub fn file_kind(path: &std::path::Path) -> std::io::Result<Option<ArchiveKind>> {
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut head = Vec::with_capacity(512);
+    (&mut r).take(512).read_to_end(&mut head)?;
+    let mut tail = [0u8; 4];
+    if r.seek(SeekFrom::End(0))? >= 8 {
+        r.seek(SeekFrom::End(-4))?;
+        r.read_exact(&mut tail)?;
+    }
+    Ok(sniff_ends(&head, &tail))
+}
+
 fn holds_images_in<R: Read + Seek>(mut r: R) -> std::io::Result<Option<String>> {
     let mut head = Vec::with_capacity(512);
     (&mut r).take(512).read_to_end(&mut head)?;

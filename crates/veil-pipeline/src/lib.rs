@@ -9,6 +9,7 @@
 pub mod archive_job;
 pub mod archives;
 pub mod container;
+pub mod dataset_containers;
 pub mod decode;
 pub mod encode;
 pub mod fusion;

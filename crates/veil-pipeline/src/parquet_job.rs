@@ -230,6 +230,123 @@ enum Row {
     Concluded(Box<MemberResult>),
 }
 
+/// How an output table is written: zstd, row groups no larger than the input's largest, the
+/// input's key-value metadata (Arrow writes its own schema entry again).
+fn writer_props(meta: &parquet::file::metadata::ParquetMetaData) -> WriterProperties {
+    let max_rows = (0..meta.num_row_groups())
+        .map(|g| meta.row_group(g).num_rows().max(1) as usize)
+        .max()
+        .unwrap_or(1);
+    let kv: Vec<_> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .map(|v| {
+            v.iter()
+                .filter(|k| k.key != "ARROW:schema")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(max_rows))
+        .set_key_value_metadata(Some(kv))
+        .build()
+}
+
+/// The image column of a table veil wrote: the Hugging Face image struct, else the one binary
+/// column whose cells are images (after a run, images are in no other column).
+pub fn image_column_by_content(path: &Path) -> Result<ImageColumn, String> {
+    let read = |e: &dyn std::fmt::Display| format!("unreadable Parquet ({e})");
+    let file = std::fs::File::open(path).map_err(|e| read(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))?;
+    if let Some(c) = find_image_column(builder.schema(), None)? {
+        return Ok(c);
+    }
+    let binary: Vec<usize> = (builder.schema().fields().iter().enumerate())
+        .filter(|(_, f)| is_binary(f.data_type()))
+        .map(|(i, _)| i)
+        .collect();
+    for batch in builder.with_batch_size(256).build().map_err(|e| read(&e))? {
+        let batch = batch.map_err(|e| read(&e))?;
+        for &column in &binary {
+            let which = ImageColumn::Binary { column };
+            let images = images_of(batch.column(column), which);
+            if images
+                .iter()
+                .flatten()
+                .any(|b| crate::archives::looks_like_image(b))
+            {
+                return Ok(which);
+            }
+        }
+    }
+    Err("no column of the table holds images".into())
+}
+
+/// Writes to `dst` (a new file) the table `src` without the rows whose image is the k-th
+/// non-null image of the column `which`, for each k in `drop`; every other row and column, the
+/// schema and the metadata are kept, row group by row group. Returns `row N of the file` for
+/// each row left out.
+pub fn filter_rows(
+    src: &Path,
+    dst: &Path,
+    which: ImageColumn,
+    drop: &std::collections::BTreeSet<usize>,
+) -> Result<Vec<String>, String> {
+    let read = |e: &dyn std::fmt::Display| format!("unreadable Parquet ({e})");
+    let write_err = |e: &dyn std::fmt::Display| format!("cannot write the table ({e})");
+    let file = std::fs::File::open(src).map_err(|e| read(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))?;
+    let schema = builder.schema().clone();
+    let props = writer_props(builder.metadata());
+    let groups = builder.metadata().num_row_groups();
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(|e| write_err(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(std::io::BufWriter::new(out), schema.clone(), Some(props))
+            .map_err(|e| write_err(&e))?;
+    let (mut image_k, mut row, mut dropped) = (0usize, 0usize, Vec::new());
+    for g in 0..groups {
+        let file = std::fs::File::open(src).map_err(|e| read(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_row_groups(vec![g]).build())
+            .map_err(|e| read(&e))?;
+        let batches: Vec<RecordBatch> = reader
+            .map(|b| b.map_err(|e| read(&e)))
+            .collect::<Result<_, _>>()?;
+        let batch =
+            arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| read(&e))?;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for image in images_of(batch.column(which.column()), which) {
+            let gone = image.is_some() && drop.contains(&image_k);
+            if image.is_some() {
+                image_k += 1;
+            }
+            if gone {
+                dropped.push(format!("row {row} of the file"));
+            }
+            keep.push(!gone);
+            row += 1;
+        }
+        let kept = arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep))
+            .map_err(|e| write_err(&e))?;
+        writer.write(&kept).map_err(|e| write_err(&e))?;
+        writer.flush().map_err(|e| write_err(&e))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| write_err(&e))?
+        .into_inner()
+        .map_err(|e| write_err(&e.into_error()))?
+        .sync_all()
+        .map_err(|e| write_err(&e))?;
+    Ok(dropped)
+}
+
 /// Writes the redacted table to `tmp`; returns the row records (member results, outputs
 /// dropped), or the failure with the records so far.
 #[allow(clippy::too_many_arguments)]
@@ -261,25 +378,7 @@ pub fn rewrite_table(
     let schema = builder.schema().clone();
     let meta = builder.metadata().clone();
     let groups = meta.num_row_groups();
-    let max_rows = (0..groups)
-        .map(|g| meta.row_group(g).num_rows().max(1) as usize)
-        .max()
-        .unwrap_or(1);
-    let kv: Vec<_> = meta
-        .file_metadata()
-        .key_value_metadata()
-        .map(|v| {
-            v.iter()
-                .filter(|k| k.key != "ARROW:schema")
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(max_rows))
-        .set_key_value_metadata(Some(kv))
-        .build();
+    let props = writer_props(&meta);
     let write_err = |e: &dyn std::fmt::Display| format!("cannot write the output table ({e})");
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -409,6 +508,18 @@ pub fn read_images(
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))?;
     let which = find_image_column(builder.schema(), named)?
         .ok_or_else(|| "no image column in the table".to_string())?;
+    read_images_in(path, which, f)
+}
+
+/// [`read_images`] of a known image column.
+pub fn read_images_in(
+    path: &Path,
+    which: ImageColumn,
+    f: &mut dyn FnMut(usize, Option<Vec<u8>>),
+) -> Result<(), String> {
+    let read = |e: &dyn std::fmt::Display| format!("unreadable Parquet ({e})");
+    let file = std::fs::File::open(path).map_err(|e| read(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read(&e))?;
     let reader = builder.with_batch_size(256).build().map_err(|e| read(&e))?;
     let mut row = 0usize;
     for batch in reader {

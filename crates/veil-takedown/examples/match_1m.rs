@@ -56,6 +56,7 @@ fn main() {
                     pdq_quality: 100,
                     dhash: format!("{:016x}", d.rotate_left(7)),
                 }),
+                archive: None,
             }
         })
         .collect();

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 pub use catalogue::{ImportOutcome, Recipient, ReleaseRow};
 pub use deadline::{Calendar, DuePolicy};
 pub use requests::{
-    ApplyReport, Basis, Candidate, NewRequest, Notice, PhotoEvidence, PurgeReport, Request,
-    RequestDetail, Scope, Status, TombstoneRow, DHASH_MAX_DISTANCE, PDQ_MAX_DISTANCE,
-    PDQ_MIN_QUALITY,
+    ApplyReport, Basis, Candidate, ContainerRewrite, NewRequest, Notice, PhotoEvidence,
+    PurgeReport, Request, RequestDetail, Scope, Status, TombstoneRow, DHASH_MAX_DISTANCE,
+    PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY,
 };
 pub use store::{event_hash, event_line, ChainReport, Event, Ledger, GENESIS, SCHEMA_VERSION};
 

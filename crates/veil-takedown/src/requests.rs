@@ -17,6 +17,8 @@ use crate::deadline::Calendar;
 use crate::store::{Ledger, Writer};
 use crate::LedgerError;
 
+mod in_containers;
+pub use in_containers::ContainerRewrite;
 mod matching;
 mod notices;
 mod withdraw;
@@ -215,6 +217,8 @@ pub struct PurgeReport {
     pub deleted: Vec<String>,
     /// `(path, why it was left)`.
     pub skipped: Vec<(String, String)>,
+    /// Containers rewritten without withdrawn members (those members are in `deleted`).
+    pub rewritten: Vec<in_containers::ContainerRewrite>,
 }
 
 /// A notice written for one recipient.

@@ -306,7 +306,8 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
         ReleaseCommand::Verify { dir, release, root } => {
             let (name, version) = split_release(&release)?;
             let (info, items) = veil_ledger::load_release(&root, name, version)?;
-            let r = veil_ledger::verify_pack(&dir, &items)?;
+            let access = veil_pipeline::dataset_containers::DatasetContainers::default();
+            let r = veil_ledger::verify_pack(&dir, &items, Some(&access))?;
             for p in &r.missing {
                 println!("MISSING  {}", p.escape_debug());
             }
@@ -327,9 +328,32 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
                     p.escape_debug()
                 );
             }
+            let members = if r.members_ok + r.members_unchecked > 0
+                || items.iter().any(|i| i.archive.is_some())
+            {
+                format!(
+                    " ({} files, {} images inside dataset containers read back{})",
+                    r.ok,
+                    r.members_ok,
+                    if r.members_unchecked > 0 {
+                        format!(
+                            "; {} covered only by their container's hash in this archived pack",
+                            r.members_unchecked
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "{}@{}: {} of {} items ok; merkle root {} recomputed from the manifest",
-                info.dataset, info.version, r.ok, info.items, info.merkle_root
+                "{}@{}: {} of {} items ok{members}; merkle root {} recomputed from the manifest",
+                info.dataset,
+                info.version,
+                r.ok + r.members_ok,
+                info.items,
+                info.merkle_root
             );
             Ok(if r.is_clean() {
                 exit::OK

@@ -463,7 +463,11 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
             version,
             purge,
         } => {
-            let r = ledger.apply(&id, &root, version.as_deref())?;
+            let access = veil_pipeline::dataset_containers::DatasetContainers::default();
+            let tree = purge
+                .as_deref()
+                .map(|d| (d, &access as &dyn veil_ledger::Containers));
+            let r = ledger.apply(&id, &root, version.as_deref(), tree)?;
             if r.whole_dataset {
                 println!("{id}: dataset {} withdrawn", r.dataset);
             }
@@ -476,10 +480,13 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
                 r.withdrawn_releases.join(", ")
             );
             if let Some(dir) = purge {
-                print_purge(&id, &ledger.purge(&id, &dir)?);
+                print_purge(&id, &ledger.purge(&id, &dir, Some(&access))?);
             }
         }
-        TakedownCommand::Purge { id, dir } => print_purge(&id, &ledger.purge(&id, &dir)?),
+        TakedownCommand::Purge { id, dir } => {
+            let access = veil_pipeline::dataset_containers::DatasetContainers::default();
+            print_purge(&id, &ledger.purge(&id, &dir, Some(&access))?)
+        }
         TakedownCommand::Notify { id, outbox } => {
             let outbox = outbox
                 .unwrap_or_else(|| l.ledger.parent().unwrap_or(Path::new(".")).join("outbox"));
@@ -532,6 +539,15 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
 fn print_purge(id: &str, p: &veil_takedown::PurgeReport) {
     for d in &p.deleted {
         println!("deleted {}", d.escape_debug());
+    }
+    for r in &p.rewritten {
+        println!(
+            "rewrote {} without {} ({} -> {})",
+            r.path.escape_debug(),
+            r.dropped.join(", ").escape_debug(),
+            r.from_blake3,
+            r.to_blake3
+        );
     }
     for (path, why) in &p.skipped {
         println!("left {}: {}", path.escape_debug(), why.escape_debug());

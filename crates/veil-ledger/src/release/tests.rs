@@ -103,7 +103,7 @@ fn build_load_verify_round_trip() {
     assert_eq!(items[1].provenance.file, PROVENANCE_FILE);
     assert_eq!(items[1].models[0].name, "centerface");
 
-    let r = verify_tree(out.path(), &items);
+    let r = verify_tree(out.path(), &items, None);
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(r.ok, 3);
 
@@ -135,7 +135,7 @@ fn corrupt_deleted_and_added_files_are_named() {
     fs::remove_file(out.path().join("c.png")).unwrap();
     fs::write(out.path().join("val/new.jpg"), b"x").unwrap();
 
-    let r = verify_tree(out.path(), &items);
+    let r = verify_tree(out.path(), &items, None);
     assert_eq!(r.missing, ["c.png"]);
     assert_eq!(r.changed.len(), 1);
     assert_eq!(r.changed[0].0, "train/a.jpg");
@@ -165,6 +165,7 @@ fn unsafe_manifest_paths_are_invalid_and_links_not_followed() {
         split: None,
         source_phash: None,
         output_phash: None,
+        archive: None,
     };
     let abs = outside
         .path()
@@ -187,7 +188,7 @@ fn unsafe_manifest_paths_are_invalid_and_links_not_followed() {
         mk("linkdir/secret.jpg"),
         mk("link.jpg"),
     ];
-    let r = verify_tree(out.path(), &items);
+    let r = verify_tree(out.path(), &items, None);
     let mut want = vec!["../secret.jpg".to_string(), abs, "train/../../x".into()];
     want.sort();
     assert_eq!(r.invalid, want);
@@ -477,6 +478,7 @@ fn cut(
         parent,
         version,
         &paths.iter().map(|p| p.to_string()).collect(),
+        &Default::default(),
         "req-7",
         "2026-02-01T00:00:00Z".into(),
     )
@@ -633,6 +635,7 @@ fn cut_keeps_parent_lines_byte_identical() {
         split: split_of(p),
         source_phash: None,
         output_phash: None,
+        archive: None,
     };
     let entries: Vec<(ManifestItem, String)> = [
         mk("a.jpg", 1, "p1"),
@@ -805,6 +808,7 @@ fn item(path: &str) -> ManifestItem {
         split: None,
         source_phash: None,
         output_phash: None,
+        archive: None,
     }
 }
 

@@ -1,12 +1,15 @@
 //! Withdrawal: apply (a new release without the confirmed items, or the whole dataset withdrawn),
 //! tombstones, purge of an output tree, and the public withdrawals feed.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use veil_ledger::Containers;
 
 use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 
+use super::in_containers::{self, ContainerRewrite};
 use super::*;
 
 impl Ledger {
@@ -14,11 +17,18 @@ impl Ledger {
     /// withdraws the whole dataset), marks the releases that held them withdrawn, records
     /// tombstones. The release files are written under `root` while the ledger is locked; a
     /// release left behind by an interrupted apply of the same request is adopted.
+    ///
+    /// Confirmed items inside dataset containers (a sample of a shard, a row of a table) need
+    /// `tree`, the output tree holding the containers and access to their formats: each
+    /// affected container is rewritten without them (into a temporary file, removed again), and
+    /// the new release lists the rewritten container's hash. [`Ledger::purge`] then puts the
+    /// same bytes in place.
     pub fn apply(
         &mut self,
         id: &str,
         root: &Path,
         new_version: Option<&str>,
+        tree: Option<(&Path, &dyn Containers)>,
     ) -> Result<ApplyReport, LedgerError> {
         let req = self.request(id)?;
         let allowed: &[Status] = if req.whole_dataset {
@@ -47,7 +57,7 @@ impl Ledger {
             let report = if req.whole_dataset {
                 apply_whole(w, &req, &releases)?
             } else {
-                apply_items(w, &req, &releases, root, new_version)?
+                apply_items(w, &req, &releases, root, new_version, tree)?
             };
             set_status(w, id, Status::Applied)?;
             let detail = serde_json::to_value(&report).expect("report serialises");
@@ -65,7 +75,16 @@ impl Ledger {
     /// Deletes the withdrawn files of an applied request from an output tree: only regular files
     /// (no links followed, no parent that is a link) at the tombstone's path whose blake3 is the
     /// withdrawn one. Records what it deleted and what it left.
-    pub fn purge(&mut self, id: &str, dir: &Path) -> Result<PurgeReport, LedgerError> {
+    ///
+    /// A withdrawn member of a dataset container (with `containers`) is removed by rewriting
+    /// its container without it (and its sample's other members): the container must be the one
+    /// a release holding the member lists; the rewrite is synced and renamed over it.
+    pub fn purge(
+        &mut self,
+        id: &str,
+        dir: &Path,
+        containers: Option<&dyn Containers>,
+    ) -> Result<PurgeReport, LedgerError> {
         let req = self.request(id)?;
         Self::require_state(
             &req,
@@ -76,7 +95,28 @@ impl Ledger {
             dir: dir.display().to_string(),
             ..PurgeReport::default()
         };
+        let mut inside: BTreeMap<String, Vec<TombstoneRow>> = BTreeMap::new();
+        let mut loose = Vec::new();
         for t in self.tombstones(id)? {
+            match in_containers::container_of(&self.conn, &t.dataset, &t.version, &t.path)? {
+                Some((c, _)) => inside.entry(c).or_default().push(t),
+                None => loose.push(t),
+            }
+        }
+        for (container, tombs) in inside {
+            match self.purge_container(dir, &container, &tombs, containers) {
+                Ok(r) => {
+                    report.deleted.extend(tombs.iter().map(|t| t.path.clone()));
+                    report.rewritten.push(r);
+                }
+                Err(why) => report
+                    .skipped
+                    .extend(tombs.iter().map(|t| (t.path.clone(), why.clone()))),
+            }
+        }
+        report.deleted.sort();
+        report.deleted.dedup();
+        for t in loose {
             match purge_one(dir, &t) {
                 Ok(()) => report.deleted.push(t.path),
                 Err(why) => report.skipped.push((t.path, why)),
@@ -88,6 +128,71 @@ impl Ledger {
             w.event("request.purged", json!({"id": id, "report": detail}))
         })?;
         Ok(report)
+    }
+
+    /// Rewrites `dir/container` without the withdrawn members `tombs` (all in that container):
+    /// the container in `dir` must be the one a release that held them lists.
+    fn purge_container(
+        &self,
+        dir: &Path,
+        container: &str,
+        tombs: &[TombstoneRow],
+        containers: Option<&dyn Containers>,
+    ) -> Result<ContainerRewrite, String> {
+        let Some(access) = containers else {
+            return Err(format!("inside {container}, which only veil can rewrite"));
+        };
+        let file =
+            in_containers::file_in(dir, container).map_err(|why| format!("{container}: {why}"))?;
+        let actual = {
+            let mut h = blake3::Hasher::new();
+            h.update_reader(std::fs::File::open(&file).map_err(|e| format!("unreadable: {e}"))?)
+                .map_err(|e| format!("unreadable: {e}"))?;
+            h.finalize().to_hex().to_string()
+        };
+        let db = |e: LedgerError| e.to_string();
+        let ds = tombs[0].dataset.as_str();
+        let mut rewritten_to = Vec::new();
+        let versions: BTreeSet<&str> = tombs.iter().map(|t| t.version.as_str()).collect();
+        for version in versions {
+            let Some(from) =
+                in_containers::item_blake3(&self.conn, ds, version, container).map_err(db)?
+            else {
+                continue;
+            };
+            let new = tombs
+                .iter()
+                .find(|t| t.version == version)
+                .and_then(|t| t.new_version.clone());
+            if let Some(n) = new {
+                if let Some(h) =
+                    in_containers::item_blake3(&self.conn, ds, &n, container).map_err(db)?
+                {
+                    rewritten_to.push(h);
+                }
+            }
+            if actual != from {
+                continue;
+            }
+            let members =
+                in_containers::members_of(&self.conn, ds, version, container).map_err(db)?;
+            let drop: BTreeSet<String> = tombs
+                .iter()
+                .filter(|t| t.version == version)
+                .map(|t| t.path.clone())
+                .collect();
+            let (tmp, r) =
+                in_containers::rewrite_in(dir, container, &from, &members, &drop, access)?;
+            in_containers::replace(dir, container, &tmp)?;
+            return Ok(r);
+        }
+        if rewritten_to.contains(&actual) {
+            return Err(format!("{container} is already rewritten without them"));
+        }
+        Err(format!(
+            "{container}: content differs (blake3 {actual}): not a container a release lists, \
+             left in place"
+        ))
     }
 
     /// The public withdrawals feed: one JSON object per applied request, oldest first. Only
@@ -120,6 +225,23 @@ impl Ledger {
             releases.sort_by(|a, b| version_order(a, b));
             let tombs = self.tombstones(&r.id)?;
             let new_release = tombs.iter().find_map(|t| t.new_version.clone());
+            // Containers that lost withdrawn members: their hash before and in the new release,
+            // so a mirror holding the old shard or table recognises it.
+            let mut rewritten = BTreeSet::new();
+            for t in &tombs {
+                let Some(n) = &t.new_version else { continue };
+                if let Some((c, from)) =
+                    in_containers::container_of(&self.conn, &t.dataset, &t.version, &t.path)?
+                {
+                    if let Some(to) = in_containers::item_blake3(&self.conn, &t.dataset, n, &c)? {
+                        rewritten.insert((c, from, to));
+                    }
+                }
+            }
+            let rewritten: Vec<Value> = rewritten
+                .into_iter()
+                .map(|(path, from, to)| json!({"path": path, "blake3": from, "new_blake3": to}))
+                .collect();
             let hashes: BTreeSet<String> = tombs.into_iter().map(|t| t.blake3).collect();
             out.push(json!({
                 "request": r.id,
@@ -129,36 +251,54 @@ impl Ledger {
                 "releases": releases,
                 "new_release": new_release,
                 "withdrawn_blake3": hashes,
+                "rewritten_containers": rewritten,
             }));
         }
         Ok(out)
     }
 }
 
+/// The containers of the current release that lose members, rewritten from `tree` (temporary
+/// copies, removed again): container path to (size, blake3) for the new release's line.
+fn rewrite_for_release(
+    w: &Writer<'_>,
+    ds: &str,
+    version: &str,
+    paths: &BTreeSet<String>,
+    tree: Option<(&Path, &dyn Containers)>,
+) -> Result<BTreeMap<String, (u64, String)>, LedgerError> {
+    let groups = in_containers::by_container(&w.tx, ds, version, paths)?;
+    let mut out = BTreeMap::new();
+    if groups.is_empty() {
+        return Ok(out);
+    }
+    let Some((dir, access)) = tree else {
+        let names: Vec<&str> = groups.keys().map(String::as_str).collect();
+        return Err(LedgerError::Invalid(format!(
+            "confirmed items are inside {} ({}): give the output tree that holds them              (`veil takedown apply ID --purge DIR`) so they can be rewritten without them",
+            if names.len() == 1 { "a container" } else { "containers" },
+            names.join(", ")
+        )));
+    };
+    for (container, (from, drop)) in groups {
+        let members = in_containers::members_of(&w.tx, ds, version, &container)?;
+        let (tmp, r) = in_containers::rewrite_in(dir, &container, &from, &members, &drop, access)
+            .map_err(|why| {
+                LedgerError::Invalid(format!(
+                    "{container} in {}: {why}; the new release needs the container as release                      {version} lists it",
+                    dir.display()
+                ))
+            })?;
+        let size = std::fs::metadata(&tmp).map(|m| m.len());
+        let _ = std::fs::remove_file(&tmp);
+        let size = size.map_err(|e| LedgerError::Invalid(format!("{container}: {e}")))?;
+        out.insert(container, (size, r.to_blake3));
+    }
+    Ok(out)
+}
+
 fn purge_one(dir: &Path, t: &TombstoneRow) -> Result<(), String> {
-    if !veil_ledger::safe_rel_path(&t.path) {
-        return Err("unsafe path (absolute or with ..): not touched".into());
-    }
-    let mut target = PathBuf::from(dir);
-    let parts: Vec<&str> = t.path.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        target.push(part);
-        let meta = match std::fs::symlink_metadata(&target) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("absent".into()),
-            Err(e) => return Err(format!("unreadable: {e}")),
-        };
-        let last = i + 1 == parts.len();
-        if meta.file_type().is_symlink() {
-            return Err("a link is on the path (links are not followed): not touched".into());
-        }
-        if !last && !meta.is_dir() {
-            return Err("a parent is not a directory".into());
-        }
-        if last && !meta.is_file() {
-            return Err("not a regular file: not touched".into());
-        }
-    }
+    let target = in_containers::file_in(dir, &t.path)?;
     let mut h = blake3::Hasher::new();
     h.update_reader(std::fs::File::open(&target).map_err(|e| format!("unreadable: {e}"))?)
         .map_err(|e| format!("unreadable: {e}"))?;
@@ -228,6 +368,7 @@ fn apply_items(
     releases: &[crate::ReleaseRow],
     root: &Path,
     new_version: Option<&str>,
+    tree: Option<(&Path, &dyn Containers)>,
 ) -> Result<ApplyReport, LedgerError> {
     let id = req.id.as_str();
     let ds = req.dataset.as_str();
@@ -268,12 +409,14 @@ fn apply_items(
                     ))
                 })?,
             };
+            let rewritten = rewrite_for_release(w, ds, &cur.version, &paths, tree)?;
             let (info, tombs) = match veil_ledger::cut_release_without(
                 root,
                 ds,
                 &cur.version,
                 &version,
                 &paths,
+                &rewritten,
                 id,
                 w.now.clone(),
             ) {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::print_stderr)]
 
+pub mod archives;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
