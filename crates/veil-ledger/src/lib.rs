@@ -1,7 +1,7 @@
 //! veil-ledger owns veil's records: the per-image provenance record written by `veil redact`
 //! (one JSON line per image in `OUTPUT/provenance.jsonl`), its reader, and the run summary.
-//! Release manifests (build, cut without withdrawn items, verify, inclusion and absence proofs);
-//! later: the takedown ledger. No ONNX Runtime or image code lives here.
+//! Release manifests (build, cut without withdrawn items, verify, inclusion and absence proofs),
+//! with the images inside dataset containers as items of their own ([`members`]). No ONNX Runtime or image code lives here.
 //!
 //! Records are deterministic: the same input, models and parameters give byte-identical lines
 //! (no timestamps; keys in a fixed order; floats rounded by the producer), so a release can be
