@@ -5,8 +5,9 @@ of a 200 MB shard against a 2 GB one (stdlib only; needs a built veil and its mo
     python3 benches/archives.py [--veil target/release/veil] [--copies 8] [--jobs 2]
 
 Part 1: the shared face photos (or veil's sample photos without ../shared), `--copies` times, as a
-folder of loose files and as 4 WebDataset tar shards (`NNNNNN.jpg` + `.json` + `.txt`); one
-`veil redact --fresh -q` each; wall time and images per second (image records only).
+folder of loose files, as 4 WebDataset tar shards (`NNNNNN.jpg` + `.json` + `.txt`) and (with
+pyarrow) as 4 Hugging Face style Parquet tables; one `veil redact --fresh -q` each; wall time and
+images per second (image records only).
 Part 2: a shard of 20 photos plus 10 MB binary sidecars filling it to 200 MB, then to 2 GB; peak
 resident memory of `veil redact` (GNU time's maximum RSS).
 Part 3 (with a Python that has pyarrow: .venv-test, made by scripts/test.sh): a Hugging Face style
@@ -57,8 +58,20 @@ def run(veil: str, inp: Path, out: Path, jobs: int) -> tuple[float, int, int]:
         sys.exit(p.stderr)
     rss = int(p.stderr.strip().splitlines()[-1])
     recs = [json.loads(l) for l in open(out / "provenance.jsonl")]
-    images = sum(1 for r in recs if r.get("format") not in ("tar", "tar.gz", "tar.zst", "zip"))
+    images = sum(1 for r in recs if r.get("format") not in ("tar", "tar.gz", "tar.zst", "zip", "parquet"))
     return wall, images, rss
+
+
+# A Hugging Face style table (image struct, text, id) of the photos given, row groups of 8 rows.
+MAKE_HF = r"""
+import sys, os, pyarrow as pa, pyarrow.parquet as pq
+out, photos = sys.argv[1], sys.argv[2:]
+img_t = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+rows = [{"bytes": open(p, "rb").read(), "path": os.path.basename(p)} for p in photos]
+t = pa.table({"image": pa.array(rows, img_t), "text": [f"a photo, {os.path.basename(p)}" for p in photos],
+              "id": list(range(len(photos)))})
+pq.write_table(t, out, row_group_size=8, compression="zstd")
+"""
 
 
 def main() -> None:
@@ -84,16 +97,30 @@ def main() -> None:
                     add(t, f"{key}{p.suffix.lower()}", data)
                     add(t, f"{key}.json", json.dumps({"key": key, "source": p.name}).encode())
                     add(t, f"{key}.txt", f"a photo, {p.name}".encode())
+        py = ROOT / ".venv-test" / "bin" / "python"
+        inputs = [("folder of files", folder), ("4 WebDataset shards", shards)]
+        if py.exists():
+            tables = work / "tables"
+            tables.mkdir()
+            for k in range(4):
+                part = [str(p) for _, p in items[k * per:(k + 1) * per]]
+                subprocess.run([str(py), "-c", MAKE_HF, str(tables / f"train-{k:05d}.parquet")] + part,
+                               check=True)
+            inputs.append(("4 Parquet tables", tables))
         print(f"Part 1: {len(items)} photos ({len(src)} x {a.copies}), --jobs {a.jobs}\n")
         print("| input | wall s | image records | images/s | peak RSS MB |")
         print("| --- | --- | --- | --- | --- |")
         rows = {}
-        for name, inp in [("folder of files", folder), ("4 WebDataset shards", shards)]:
-            wall, n, rss = run(a.veil, inp, work / f"out-{name[:6]}", a.jobs)
+        for name, inp in inputs:
+            wall, n, rss = run(a.veil, inp, work / f"out-{name[:8]}", a.jobs)
             rows[name] = wall
             print(f"| {name} | {wall:.2f} | {n} | {n / wall:.2f} | {rss / 1024:.0f} |", flush=True)
-        over = rows["4 WebDataset shards"] / rows["folder of files"] - 1
-        print(f"\nshards vs folder: {over * 100:+.1f} % wall time\n")
+        print()
+        for name in rows:
+            if name != "folder of files":
+                over = rows[name] / rows["folder of files"] - 1
+                print(f"{name} vs folder: {over * 100:+.1f} % wall time")
+        print()
 
         print("Part 2: one shard of 20 photos + binary sidecars\n")
         print("| shard size | wall s | peak RSS MB |")
@@ -117,7 +144,6 @@ def main() -> None:
             shutil.rmtree(d)
             shutil.rmtree(work / f"bigout{total_mb}")
 
-        py = ROOT / ".venv-test" / "bin" / "python"
         if not py.exists():
             print("\nPart 3 skipped: no .venv-test with pyarrow (run scripts/test.sh once)")
             return

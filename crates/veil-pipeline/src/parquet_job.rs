@@ -11,7 +11,8 @@
 //!
 //! Fail closed: a row whose image cannot be redacted is **dropped** from the output table and
 //! recorded as failed (`path` = `TABLE#row=N`, N counted from 0 in the input); a null image stays
-//! null. One row group is held in memory at a time.
+//! null. Two row groups are held in memory at most: the next one is read, and its images sent
+//! to the stages, while the results of the current one are awaited.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -347,6 +348,58 @@ pub fn filter_rows(
     Ok(dropped)
 }
 
+/// A row group whose images are in the stages.
+struct Group {
+    batch: RecordBatch,
+    col: ArrayRef,
+    rows: Vec<Row>,
+    first_row: usize,
+}
+
+/// Waits for the results of a row group's images and rebuilds it: redacted images in place,
+/// failed rows dropped; the rows' records go to `results`.
+fn finish_group(
+    group: Group,
+    rel_str: &str,
+    settings: &ImageSettings,
+    which: ImageColumn,
+    schema: &Arc<Schema>,
+    results: &mut Vec<MemberResult>,
+) -> Result<RecordBatch, String> {
+    let mut values = Vec::with_capacity(group.rows.len());
+    let mut keep = Vec::with_capacity(group.rows.len());
+    for (r, row) in group.rows.into_iter().enumerate() {
+        let res = match row {
+            Row::Null => {
+                values.push(None);
+                keep.push(true);
+                continue;
+            }
+            Row::Concluded(res) => *res,
+            Row::Waiting(rx) => rx.recv().unwrap_or_else(|_| {
+                process::member_failed(
+                    &format!("{rel_str}#row={}", group.first_row + r),
+                    settings,
+                    FailureStage::Redact,
+                    "internal: the row's result never came back",
+                )
+            }),
+        };
+        keep.push(res.output.is_some());
+        values.push(res.output.clone());
+        results.push(MemberResult {
+            output: None,
+            ..res
+        });
+    }
+    let new_col = replace_images(&group.col, which, &values)?;
+    let mut cols = group.batch.columns().to_vec();
+    cols[which.column()] = new_col;
+    let b = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
+    arrow_select::filter::filter_record_batch(&b, &BooleanArray::from(keep))
+        .map_err(|e| e.to_string())
+}
+
 /// Writes the redacted table to `tmp`; returns the row records (member results, outputs
 /// dropped), or the failure with the records so far.
 #[allow(clippy::too_many_arguments)]
@@ -388,102 +441,89 @@ pub fn rewrite_table(
     let mut writer =
         ArrowWriter::try_new(std::io::BufWriter::new(file), schema.clone(), Some(props))
             .map_err(|e| (FailureStage::Write, write_err(&e), Vec::new()))?;
+    // Row group g+1 is read and its images sent to the stages before the results of group g are
+    // waited for, so the detectors do not run dry at every row-group boundary (two row groups
+    // are held at most).
     let mut first_row = 0usize;
-    for g in 0..groups {
-        let rows_here = meta.row_group(g).num_rows().max(0) as usize;
-        let batch = open()
-            .and_then(|b| {
-                b.with_row_groups(vec![g])
-                    .with_batch_size(rows_here.max(1))
-                    .build()
-                    .map_err(|e| read(&e))
-            })
-            .and_then(|reader| {
-                let batches: Result<Vec<RecordBatch>, String> =
-                    reader.map(|b| b.map_err(|e| read(&e))).collect();
-                let batches = batches?;
-                arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| read(&e))
-            });
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => return Err((FailureStage::Decode, e, results)),
-        };
-        if let Some((column, r)) = stray_image(&batch, which) {
-            return Err((
-                FailureStage::Decode,
-                format!(
-                    "column `{column}` row {} holds an image (or an archive) outside the image \
-                     column, which veil would pass through unredacted; name the column with \
-                     --image-column, or remove it",
-                    first_row + r
-                ),
-                results,
-            ));
-        }
-        let col = batch.column(which.column()).clone();
-        let images = images_of(&col, which);
-        let mut rows = Vec::with_capacity(images.len());
-        for (r, image) in images.into_iter().enumerate() {
-            let path = format!("{rel_str}#row={}", first_row + r);
-            rows.push(match image {
-                None => Row::Null,
-                Some(bytes) if !crate::archives::looks_like_image(&bytes) => {
-                    Row::Concluded(Box::new(process::member_failed(
-                        &path,
-                        settings,
-                        FailureStage::Decode,
-                        "the image cell is not an image (not JPEG, PNG or WebP): the row was dropped",
-                    )))
-                }
-                Some(bytes) => match crate::archive_job::start_member(
-                    bytes, &path, settings, admit, to_detect, output,
-                ) {
-                    Err(res) => Row::Concluded(res),
-                    Ok(rx) => Row::Waiting(rx),
-                },
-            });
-        }
-        let mut values = Vec::with_capacity(rows.len());
-        let mut keep = Vec::with_capacity(rows.len());
-        for (r, row) in rows.into_iter().enumerate() {
-            let res = match row {
-                Row::Null => {
-                    values.push(None);
-                    keep.push(true);
-                    continue;
-                }
-                Row::Concluded(res) => *res,
-                Row::Waiting(rx) => rx.recv().unwrap_or_else(|_| {
-                    process::member_failed(
-                        &format!("{rel_str}#row={}", first_row + r),
-                        settings,
-                        FailureStage::Redact,
-                        "internal: the row's result never came back",
-                    )
-                }),
+    let mut pending: Option<Group> = None;
+    for g in 0..=groups {
+        let next = if g < groups {
+            let rows_here = meta.row_group(g).num_rows().max(0) as usize;
+            let batch = open()
+                .and_then(|b| {
+                    b.with_row_groups(vec![g])
+                        .with_batch_size(rows_here.max(1))
+                        .build()
+                        .map_err(|e| read(&e))
+                })
+                .and_then(|reader| {
+                    let batches: Result<Vec<RecordBatch>, String> =
+                        reader.map(|b| b.map_err(|e| read(&e))).collect();
+                    let batches = batches?;
+                    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| read(&e))
+                });
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => return Err((FailureStage::Decode, e, results)),
             };
-            keep.push(res.output.is_some());
-            values.push(res.output.clone());
-            results.push(MemberResult {
-                output: None,
-                ..res
+            if let Some((column, r)) = stray_image(&batch, which) {
+                return Err((
+                    FailureStage::Decode,
+                    format!(
+                        "column `{column}` row {} holds an image (or an archive) outside the \
+                         image column, which veil would pass through unredacted; name the \
+                         column with --image-column, or remove it",
+                        first_row + r
+                    ),
+                    results,
+                ));
+            }
+            let col = batch.column(which.column()).clone();
+            let images = images_of(&col, which);
+            let mut rows = Vec::with_capacity(images.len());
+            for (r, image) in images.into_iter().enumerate() {
+                let path = format!("{rel_str}#row={}", first_row + r);
+                rows.push(match image {
+                    None => Row::Null,
+                    Some(bytes) if !crate::archives::looks_like_image(&bytes) => {
+                        Row::Concluded(Box::new(process::member_failed(
+                            &path,
+                            settings,
+                            FailureStage::Decode,
+                            "the image cell is not an image (not JPEG, PNG or WebP): the row was \
+                             dropped",
+                        )))
+                    }
+                    Some(bytes) => match crate::archive_job::start_member(
+                        bytes, &path, settings, admit, to_detect, output,
+                    ) {
+                        Err(res) => Row::Concluded(res),
+                        Ok(rx) => Row::Waiting(rx),
+                    },
+                });
+            }
+            let group = Group {
+                batch,
+                col,
+                rows,
+                first_row,
+            };
+            first_row += rows_here;
+            Some(group)
+        } else {
+            None
+        };
+        if let Some(group) = pending.take() {
+            let batch = finish_group(group, rel_str, settings, which, &schema, &mut results);
+            let written = batch.and_then(|b| {
+                writer.write(&b).map_err(|e| write_err(&e))?;
+                writer.flush().map_err(|e| write_err(&e))
             });
+            if let Err(e) = written {
+                return Err((FailureStage::Write, e, results));
+            }
         }
-        let rebuilt = replace_images(&col, which, &values).and_then(|new_col| {
-            let mut cols = batch.columns().to_vec();
-            cols[which.column()] = new_col;
-            let b = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
-            arrow_select::filter::filter_record_batch(&b, &BooleanArray::from(keep))
-                .map_err(|e| e.to_string())
-        });
-        let written = rebuilt.and_then(|b| {
-            writer.write(&b).map_err(|e| write_err(&e))?;
-            writer.flush().map_err(|e| write_err(&e))
-        });
-        if let Err(e) = written {
-            return Err((FailureStage::Write, e, results));
-        }
-        first_row += rows_here;
+        pending = next;
     }
     let closed = writer
         .into_inner()
