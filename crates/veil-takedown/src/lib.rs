@@ -8,8 +8,10 @@
 //! It decodes no images: evidence photos are hashed by the caller and arrive as
 //! [`PhotoEvidence`]. It never prints.
 
+pub mod anchors;
 mod catalogue;
 pub mod deadline;
+pub mod replay;
 mod requests;
 mod store;
 
@@ -43,6 +45,8 @@ pub enum LedgerError {
         seq: i64,
         what: String,
     },
+    #[error("{path}: the ledger's tables differ from what its events record (changed outside veil?); nothing was written. Run `veil ledger verify` to see the differences, then restore the ledger from a backup")]
+    Diverged { path: PathBuf },
     #[error("{path}: no ledger here; create it with `veil ledger import` (or `veil ledger init`)")]
     Missing { path: PathBuf },
     #[error("unknown dataset {name:?} (known: {known})")]

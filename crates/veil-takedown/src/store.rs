@@ -27,7 +27,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Schema migrations, in order. The ledger's `meta.schema_version` is the number applied; a
 /// ledger with a larger number was written by a newer veil and is refused.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+pub(crate) const MIGRATIONS: &[&str] =
+    &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -46,8 +47,19 @@ pub(crate) struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Appends an event to the chain.
+    /// Appends an event to the chain, with the rows written since the previous event (`writes`)
+    /// and the digest of the state after them (`state`).
     pub fn event(&self, kind: &str, payload: Value) -> Result<(), LedgerError> {
+        self.event_with(kind, payload, None)
+    }
+
+    /// [`Writer::event`] with a `snapshot` of the whole state (a JSON array text) added.
+    pub fn event_with(
+        &self,
+        kind: &str,
+        payload: Value,
+        snapshot: Option<String>,
+    ) -> Result<(), LedgerError> {
         let last: Option<(i64, String)> = self
             .tx
             .query_row(
@@ -60,7 +72,26 @@ impl Writer<'_> {
             Some((s, h)) => (s + 1, h),
             None => (1, GENESIS.to_string()),
         };
-        let payload = serde_json::to_string(&payload).expect("JSON values serialise");
+        let mut payload = serde_json::to_string(&payload).expect("JSON values serialise");
+        // The payload's own keys (sorted), then `snapshot`, `writes` and `state` in that order.
+        payload.pop();
+        let mut extra = Vec::new();
+        if let Some(s) = snapshot {
+            extra.push(format!("\"snapshot\":{s}"));
+        }
+        extra.push(format!(
+            "\"writes\":{}",
+            crate::replay::take_writes(&self.tx)?
+        ));
+        extra.push(format!(
+            "\"state\":\"{}\"",
+            crate::replay::state_digest(&self.tx)?
+        ));
+        if payload.len() > 1 {
+            payload.push(',');
+        }
+        payload.push_str(&extra.join(","));
+        payload.push('}');
         let hash = event_hash(seq, &self.now, kind, &payload, &prev);
         self.tx.execute(
             "INSERT INTO events (seq, at, kind, payload, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -373,6 +404,9 @@ impl Ledger {
 
     fn configure(conn: Connection, path: &Path) -> Result<Ledger, LedgerError> {
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A REPLACE deletes the row it replaces through the delete trigger, so replay sees it.
+        conn.pragma_update(None, "recursive_triggers", "ON")?;
+        crate::replay::install(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Matching scans the items table; memory-mapped reads avoid a copy per page.
         conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
@@ -418,13 +452,28 @@ impl Ledger {
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [to.to_string()],
                 )?;
-                w.event(
+                crate::replay::install(&w.tx)?;
+                // From schema 2 on events record their writes; the state they start from is
+                // recorded whole (taken on trust from the tables).
+                let snapshot = (to == 2)
+                    .then(|| crate::replay::snapshot(&w.tx))
+                    .transpose()?;
+                w.event_with(
                     "ledger.migrated",
                     serde_json::json!({"from": to - 1, "to": to, "tool_version": veil_core::TOOL_VERSION}),
+                    snapshot,
                 )?;
             }
             Ok(())
         })
+    }
+
+    /// Rebuilds the state from the events and lists every difference from the tables.
+    pub fn replay(&self) -> Result<crate::replay::ReplayReport, LedgerError> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let r = crate::replay::replay(&self.conn, MIGRATIONS);
+        snapshot.finish()?;
+        r
     }
 
     /// Path of the ledger file.
@@ -445,7 +494,34 @@ impl Ledger {
             tx,
             now: veil_core::now_rfc3339(),
         };
+        // Never build on a state the events do not account for.
+        let tail: Option<String> =
+            w.tx.query_row(
+                "SELECT substr(payload, -80) FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap_or(None);
+        if let Some(recorded) = tail
+            .as_deref()
+            .and_then(|t| t.rsplit_once("\"state\":\""))
+            .and_then(|(_, s)| s.strip_suffix("\"}"))
+        {
+            if crate::replay::state_digest(&w.tx)? != recorded {
+                return Err(LedgerError::Diverged {
+                    path: self.path.clone(),
+                });
+            }
+        }
         let out = f(&w)?;
+        // Writes made after the transaction's last event would be in no event: they get one.
+        let pending: i64 =
+            w.tx.query_row("SELECT count(*) FROM temp.veil_writes", [], |r| r.get(0))
+                .unwrap_or(0);
+        if pending > 0 {
+            w.event("ledger.writes", serde_json::json!({}))?;
+        }
         w.tx.commit()?;
         Ok(out)
     }
@@ -610,7 +686,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(l.verify_chain().unwrap().problem, None);
-        assert_eq!(l.verify_chain().unwrap().events, 6);
+        assert_eq!(l.verify_chain().unwrap().events, 7); // two migrations, five events
 
         let edit = |sql: &str| {
             let t2 = tempfile::tempdir().unwrap();
@@ -682,7 +758,11 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(l.events().unwrap().len(), 1);
+        assert_eq!(
+            l.events().unwrap().len(),
+            2,
+            "the migrations to schema 1 and 2"
+        );
     }
 
     #[test]

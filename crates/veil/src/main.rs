@@ -5,6 +5,7 @@
 
 mod errors;
 mod exit;
+mod ledger_cmd;
 mod progress;
 mod release_cmd;
 mod report_cmd;
@@ -108,10 +109,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum WithdrawalsCommand {
-    /// Write the feed to stdout or --out.
+    /// Write the feed to stdout or --out (each line signed when the ledger has a key).
     Export {
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Check every line of a feed against a public key (hex, or a file holding it), and that no
+    /// two lines claim different hashes for the same event.
+    Verify {
+        feed: PathBuf,
+        #[arg(long)]
+        key: String,
     },
 }
 
@@ -316,7 +324,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Withdrawals {
             command: WithdrawalsCommand::Export { out },
             ledger,
-        } => takedown_cmd::withdrawals(out.as_deref(), &ledger),
+        } => ledger_cmd::withdrawals_export(out.as_deref(), &ledger),
+        Command::Withdrawals {
+            command: WithdrawalsCommand::Verify { feed, key },
+            ..
+        } => ledger_cmd::withdrawals_verify(&feed, &key),
         Command::Report(args) => report_cmd::report(args),
         Command::Review { command } => report_cmd::review(command),
         Command::Sample { dir } => {

@@ -33,8 +33,22 @@ pub enum LedgerCommand {
         #[arg(long, default_value = "datasets-manifest")]
         root: PathBuf,
     },
-    /// Recompute the event chain; report the first altered or missing event (exit 1).
-    Verify,
+    /// Recompute the event chain, rebuild every table from the events and compare, and check
+    /// published heads; report every difference (exit 1).
+    Verify {
+        /// A published chain head `N:HASH` (a feed line's or notice's `ledger_head`) that the
+        /// chain must extend; repeatable.
+        #[arg(long)]
+        head: Vec<String>,
+        /// A published withdrawals feed: every line's head must be extended by the chain.
+        #[arg(long)]
+        feed: Option<PathBuf>,
+    },
+    /// The Ed25519 key that signs what the ledger publishes.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Write every event as JSON Lines (for review in git; holds matching keys: keep it private).
     Export {
         #[arg(long)]
@@ -53,6 +67,16 @@ pub enum LedgerCommand {
         /// day); relative to the ledger's directory.
         #[arg(long)]
         holidays: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a key pair: the secret key in a new owner-only file (`VEIL_LEDGER_KEY`, else
+    /// ~/.config/veil/ledger-signing.key), never in the ledger; the public key recorded in it.
+    Init {
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -245,18 +269,12 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
                 }
             }
         }
-        LedgerCommand::Verify => {
-            let ledger = Ledger::open_unverified(&l.ledger)?;
-            let r = ledger.verify_chain()?;
-            if let Some((seq, what)) = r.problem {
-                eprintln!(
-                    "veil: ledger {}: chain broken at event {seq}: {what}",
-                    l.ledger.display()
-                );
-                return Ok(exit::FAILURES);
-            }
-            println!("{} events, chain intact, head {}", r.events, r.head);
+        LedgerCommand::Verify { head, feed } => {
+            return crate::ledger_cmd::verify(l, &head, feed.as_deref())
         }
+        LedgerCommand::Key {
+            command: KeyCommand::Init { key_file },
+        } => return crate::ledger_cmd::key_init(l, key_file.as_deref()),
         LedgerCommand::Export { out } => {
             let ledger = Ledger::open_unverified(&l.ledger)?;
             let mut text = String::new();
@@ -287,7 +305,7 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
+pub(crate) fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
     match out {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
         None => {
@@ -558,15 +576,4 @@ fn print_purge(id: &str, p: &veil_takedown::PurgeReport) {
         p.deleted.len(),
         p.skipped.len()
     );
-}
-
-pub fn withdrawals(out: Option<&Path>, l: &LedgerArg) -> Result<i32> {
-    let ledger = open_existing(&l.ledger)?;
-    let mut text = String::new();
-    for w in ledger.withdrawals()? {
-        text.push_str(&w.to_string());
-        text.push('\n');
-    }
-    write_out(out, &text)?;
-    Ok(exit::OK)
 }

@@ -54,6 +54,10 @@ impl Ledger {
             source: e,
         })?;
         let now = veil_core::now_rfc3339();
+        // The chain head of the withdrawal, so a recipient can check it against the ledger
+        // (`veil ledger verify --head`); signed when the ledger has a signing key.
+        let head = self.applied_head(id)?;
+        let signer = self.signer()?;
         let mut files = Vec::new();
         for (n, ((name, contact), got)) in groups.iter().enumerate() {
             if done.contains(&(name.clone(), contact.clone())) {
@@ -92,10 +96,15 @@ impl Ledger {
                 "withdrawn": items.iter().map(|t| json!({"path": t.path, "blake3": t.blake3, "size": t.size})).collect::<Vec<_>>(),
                 "current_release": current.as_ref().map(|c| json!({"release": format!("{}@{}", c.dataset, c.version), "merkle_root": c.merkle_root})),
                 "written_at": now,
+                "ledger_head": head.as_ref().map(crate::anchors::Head::to_json),
             });
+            let mut body = body;
+            if let Some(k) = &signer {
+                k.sign(&mut body);
+            }
             let mut json_bytes = serde_json::to_vec_pretty(&body).expect("notice serialises");
             json_bytes.push(b'\n');
-            let text = notice_text(
+            let mut text = notice_text(
                 &req,
                 name,
                 contact,
@@ -104,6 +113,16 @@ impl Ledger {
                 current.as_ref(),
                 &now,
             );
+            if let Some(h) = &head {
+                text.push_str(&format!("\nLedger head of the withdrawal: {h}"));
+                if let Some(k) = &signer {
+                    text.push_str(&format!(
+                        " (the JSON notice is signed with Ed25519 key {})",
+                        k.public_hex()
+                    ));
+                }
+                text.push('\n');
+            }
             let stem = format!("{:03}-{}", n + 1, slug(name));
             let json_path = dir.join(format!("{stem}.json"));
             write_file_atomic(&dir.join(format!("{stem}.txt")), text.as_bytes())?;
@@ -117,6 +136,9 @@ impl Ledger {
             ));
         }
         self.write(|w| {
+            // The status first, so that its change is recorded by the notice events that follow
+            // (with no notice to write, by an event of its own).
+            set_status(w, id, Status::Notified)?;
             for (name, contact, releases, file, hash) in &files {
                 w.tx.execute(
                     "INSERT INTO notices (request, name, contact, releases, file, blake3, written_at)
@@ -137,7 +159,7 @@ impl Ledger {
                            "file": file.display().to_string(), "blake3": hash}),
                 )?;
             }
-            set_status(w, id, Status::Notified)
+            Ok(())
         })?;
         let written: BTreeSet<String> = files.iter().map(|f| f.3.display().to_string()).collect();
         Ok(self

@@ -252,6 +252,7 @@ impl Ledger {
                 "new_release": new_release,
                 "withdrawn_blake3": hashes,
                 "rewritten_containers": rewritten,
+                "ledger_head": self.applied_head(&r.id)?.map(|h| h.to_json()),
             }));
         }
         Ok(out)
