@@ -308,7 +308,10 @@ fn photo_request_withdraws_exactly_that_item_and_everything_is_provable() {
         drop(c);
         let (code, out, _) = lv(&copy, &[&"ledger", &"verify"]);
         assert_eq!(code, 1, "edit of event {seq} not detected");
-        assert!(out.contains(&format!("BROKEN   chain at event {seq}")), "{out}");
+        assert!(
+            out.contains(&format!("BROKEN   chain at event {seq}")),
+            "{out}"
+        );
         // Every other command refuses the altered ledger before using it.
         let (code, _, err) = lv(&copy, &[&"takedown", &"list"]);
         assert_eq!(code, 2, "{err}");
