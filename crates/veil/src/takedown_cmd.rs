@@ -268,6 +268,11 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
                     ImportOutcome::AlreadyPresent => println!("{d}@{v}: already in the ledger"),
                 }
             }
+            // The head that records these imports: keep it to check the ledger later
+            // (`veil ledger verify --head`).
+            if let Some(h) = ledger.head()? {
+                println!("ledger head {h}");
+            }
         }
         LedgerCommand::Verify { head, feed } => {
             return crate::ledger_cmd::verify(l, &head, feed.as_deref())
