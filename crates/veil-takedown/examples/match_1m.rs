@@ -135,6 +135,7 @@ fn main() {
             note: String::new(),
             received: None,
             policy: None,
+            language: None,
         })
         .unwrap();
     let mut times = Vec::new();

@@ -11,8 +11,10 @@
 pub mod anchors;
 mod catalogue;
 pub mod deadline;
+pub mod letters;
 pub mod replay;
 mod requests;
+pub mod smtp;
 mod store;
 
 use std::path::PathBuf;

@@ -39,6 +39,8 @@ pub const STATE_TABLES: &[&str] = &[
     "tombstones",
     "actions",
     "notices",
+    "settings",
+    "letters",
 ];
 
 /// Columns of a table and which of them make its primary key.
@@ -74,8 +76,9 @@ fn quoted_object(prefix: &str, cols: &[String]) -> String {
     format!("json_object({})", parts.join(", "))
 }
 
-/// Installs the capture triggers on this connection (temporary: they live as long as it does).
-/// Tables that do not exist yet (a ledger being created) are skipped.
+/// Installs the capture triggers on this connection (temporary: they live as long as it does),
+/// replacing earlier ones (a migration may have added columns). Tables that do not exist yet (a
+/// ledger being created) are skipped.
 pub(crate) fn install(conn: &Connection) -> Result<(), LedgerError> {
     conn.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS veil_writes (id INTEGER PRIMARY KEY, j TEXT NOT NULL);",
@@ -88,13 +91,16 @@ pub(crate) fn install(conn: &Connection) -> Result<(), LedgerError> {
         let all = &info.columns;
         let key = &info.key;
         let sql = format!(
-            "CREATE TEMP TRIGGER IF NOT EXISTS veil_w_{t}_i AFTER INSERT ON main.{t} BEGIN
+            "DROP TRIGGER IF EXISTS temp.veil_w_{t}_i;
+             DROP TRIGGER IF EXISTS temp.veil_w_{t}_u;
+             DROP TRIGGER IF EXISTS temp.veil_w_{t}_d;
+             CREATE TEMP TRIGGER veil_w_{t}_i AFTER INSERT ON main.{t} BEGIN
                INSERT INTO veil_writes (j) VALUES (json_array('{t}', 'insert', {nk}, {nr}));
              END;
-             CREATE TEMP TRIGGER IF NOT EXISTS veil_w_{t}_u AFTER UPDATE ON main.{t} BEGIN
+             CREATE TEMP TRIGGER veil_w_{t}_u AFTER UPDATE ON main.{t} BEGIN
                INSERT INTO veil_writes (j) VALUES (json_array('{t}', 'update', {ok}, {nr}));
              END;
-             CREATE TEMP TRIGGER IF NOT EXISTS veil_w_{t}_d AFTER DELETE ON main.{t} BEGIN
+             CREATE TEMP TRIGGER veil_w_{t}_d AFTER DELETE ON main.{t} BEGIN
                INSERT INTO veil_writes (j) VALUES (json_array('{t}', 'delete', {ok}, NULL));
              END;",
             nk = quoted_object("NEW", key),

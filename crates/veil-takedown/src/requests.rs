@@ -132,6 +132,8 @@ pub struct NewRequest {
     pub received: Option<String>,
     /// Deadline policy name; `None`: `default`.
     pub policy: Option<String>,
+    /// Language of the letters to the requester (`en`, `zh`); `None`: English.
+    pub language: Option<String>,
 }
 
 /// A request as stored.
@@ -153,6 +155,8 @@ pub struct Request {
     pub status: Status,
     pub reason: Option<String>,
     pub updated_at: String,
+    /// Language of the letters to the requester; `None`: English.
+    pub language: Option<String>,
 }
 
 impl Request {
@@ -284,12 +288,13 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Request> {
         reason: r.get(12)?,
         updated_at: r.get(13)?,
         status: status.parse().map_err(|e| bad(14, e))?,
+        language: r.get(15)?,
     })
 }
 
 const REQUEST_COLUMNS: &str =
     "id, dataset, releases, whole_dataset, scope, requester, contact, note,
-     basis, received_at, due, policy, reason, updated_at, status";
+     basis, received_at, due, policy, reason, updated_at, status, language";
 
 /// `N` → `N+1`, `vN` → `vN+1`.
 fn next_version(v: &str) -> Option<String> {
@@ -372,6 +377,9 @@ impl Ledger {
             globset::Glob::new(p)
                 .map_err(|e| LedgerError::Invalid(format!("--path {p:?}: {e}")))?;
         }
+        if let Some(l) = &new.language {
+            crate::letters::check_language(l)?;
+        }
         for field in [&new.requester, &new.contact] {
             if field.trim().is_empty() {
                 return Err(LedgerError::Invalid(
@@ -427,6 +435,7 @@ impl Ledger {
             policy.due(received, &calendar)
         };
         let policy_desc = format!("{policy_name} ({policy})");
+        let ledger_dir = self.dir();
         self.write(|w| {
             let year = &w.now[..4];
             let n: i64 = w.tx.query_row(
@@ -442,8 +451,8 @@ impl Ledger {
             let scope = serde_json::to_string(&new.scope).expect("scope serialises");
             w.tx.execute(
                 "INSERT INTO requests (id, dataset, releases, whole_dataset, scope, requester, contact,
-                     basis, note, received_at, due, policy, status, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'received', ?13)",
+                     basis, note, received_at, due, policy, status, updated_at, language)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'received', ?13, ?14)",
                 params![
                     id,
                     new.dataset,
@@ -457,7 +466,8 @@ impl Ledger {
                     received_at,
                     due.to_string(),
                     policy_desc,
-                    w.now
+                    w.now,
+                    new.language
                 ],
             )?;
             w.event(
@@ -468,7 +478,29 @@ impl Ledger {
                     "requester": new.requester, "contact": new.contact, "basis": new.basis,
                     "note": new.note, "received_at": received_at, "due": due.to_string(),
                     "policy": policy_desc, "holidays_blake3": calendar_blake3,
+                    "language": new.language,
                 }),
+            )?;
+            let mut vars = crate::letters::vars();
+            vars.insert("request", id.clone());
+            vars.insert("requester", new.requester.clone());
+            vars.insert("dataset", new.dataset.clone());
+            vars.insert("received", received_at.clone());
+            vars.insert("due", due.to_string());
+            vars.insert("scope", crate::letters::scope_lines(&new.scope, new.whole_dataset));
+            crate::letters::queue(
+                w,
+                &ledger_dir,
+                crate::letters::NewLetter {
+                    request: &id,
+                    template: "acknowledgement",
+                    kind: "acknowledgement",
+                    event: "opened",
+                    to_name: &new.requester,
+                    to_addr: &new.contact,
+                    language: new.language.as_deref().unwrap_or("en"),
+                    vars,
+                },
             )?;
             Ok(id)
         })
@@ -608,13 +640,30 @@ impl Ledger {
         if reason.trim().is_empty() {
             return Err(LedgerError::Invalid("a rejection needs --reason".into()));
         }
+        let ledger_dir = self.dir();
         self.write(|w| {
             set_status(w, id, Status::Rejected)?;
             w.tx.execute(
                 "UPDATE requests SET reason = ?2 WHERE id = ?1",
                 params![id, reason],
             )?;
-            w.event("request.rejected", json!({"id": id, "reason": reason}))
+            w.event("request.rejected", json!({"id": id, "reason": reason}))?;
+            let mut vars = crate::letters::request_vars(&req);
+            vars.insert("reason", reason.to_string());
+            crate::letters::queue(
+                w,
+                &ledger_dir,
+                crate::letters::NewLetter {
+                    request: id,
+                    template: "rejected",
+                    kind: "answer",
+                    event: "rejected",
+                    to_name: &req.requester,
+                    to_addr: &req.contact,
+                    language: req.language.as_deref().unwrap_or("en"),
+                    vars,
+                },
+            )
         })
     }
 

@@ -27,8 +27,11 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Schema migrations, in order. The ledger's `meta.schema_version` is the number applied; a
 /// ledger with a larger number was written by a newer veil and is refused.
-pub(crate) const MIGRATIONS: &[&str] =
-    &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -688,7 +691,10 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(l.verify_chain().unwrap().problem, None);
-        assert_eq!(l.verify_chain().unwrap().events, 7); // two migrations, five events
+        assert_eq!(
+            l.verify_chain().unwrap().events,
+            5 + u64::from(SCHEMA_VERSION)
+        ); // one event per migration, then five
 
         let edit = |sql: &str| {
             let t2 = tempfile::tempdir().unwrap();
@@ -762,8 +768,8 @@ mod tests {
         assert_eq!(mode, "wal");
         assert_eq!(
             l.events().unwrap().len(),
-            2,
-            "the migrations to schema 1 and 2"
+            SCHEMA_VERSION as usize,
+            "one event per migration"
         );
     }
 

@@ -6,6 +6,7 @@
 mod errors;
 mod exit;
 mod ledger_cmd;
+mod letters_cmd;
 mod progress;
 mod release_cmd;
 mod report_cmd;

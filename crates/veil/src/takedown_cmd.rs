@@ -44,6 +44,9 @@ pub enum LedgerCommand {
         #[arg(long)]
         feed: Option<PathBuf>,
     },
+    /// Store a setting: smtp_url, smtp_from, reply_to or smtp_password_file (never a password;
+    /// VEIL_SMTP_* in the environment win).
+    Set { key: String, value: String },
     /// The Ed25519 key that signs what the ledger publishes.
     Key {
         #[command(subcommand)]
@@ -123,6 +126,9 @@ pub enum TakedownCommand {
         items: Vec<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// Send the answer now.
+        #[arg(long)]
+        send: bool,
     },
     /// Cut a new release without the confirmed items (or withdraw the whole dataset).
     Apply {
@@ -135,6 +141,9 @@ pub enum TakedownCommand {
         /// Also delete the withdrawn files from this output tree (only files with the withdrawn hash).
         #[arg(long)]
         purge: Option<PathBuf>,
+        /// Send the answer now.
+        #[arg(long)]
+        send: bool,
     },
     /// Delete the withdrawn files of an applied request from an output tree or mirror.
     Purge { id: String, dir: PathBuf },
@@ -144,7 +153,30 @@ pub enum TakedownCommand {
         /// Default: `outbox/` beside the ledger.
         #[arg(long)]
         outbox: Option<PathBuf>,
+        /// Send the notices now.
+        #[arg(long)]
+        send: bool,
     },
+    /// Deliver every unsent letter over SMTP (VEIL_SMTP_URL, VEIL_SMTP_FROM); failed ones are
+    /// retried with backoff. Exit 1 when one failed, is uncertain or has no e-mail address.
+    Send {
+        /// Only this request's letters.
+        id: Option<String>,
+        /// Print what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Mark the letters handed over by other means (written as .eml into the outbox).
+        #[arg(long, requires = "by")]
+        outbox_only: bool,
+        /// Who handed them over (with --outbox-only).
+        #[arg(long)]
+        by: Option<String>,
+        /// Send again the letters whose delivery was interrupted (same Message-ID).
+        #[arg(long)]
+        resend_uncertain: bool,
+    },
+    /// The ledger's letters (of one request): status, attempts, last error.
+    Letters { id: Option<String> },
     /// Record a recipient's reply.
     Ack {
         id: String,
@@ -153,6 +185,9 @@ pub enum TakedownCommand {
         recipient: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// The raw reply (.eml): its blake3 is kept with the acknowledgement.
+        #[arg(long)]
+        eml: Option<PathBuf>,
     },
     /// Close a notified request.
     Close { id: String },
@@ -164,6 +199,9 @@ pub enum TakedownCommand {
     Due {
         #[arg(long, default_value = "0d")]
         within: String,
+        /// Recipients who have not confirmed a notice after this many working days are listed.
+        #[arg(long, default_value_t = 10)]
+        ack_days: u32,
     },
 }
 
@@ -204,6 +242,12 @@ pub struct OpenArgs {
     /// Deadline policy (default: `default`, 15 working days).
     #[arg(long)]
     policy: Option<String>,
+    /// Language of the letters to the requester: en (default) or zh.
+    #[arg(long)]
+    language: Option<String>,
+    /// Send the acknowledgement now (`takedown send`).
+    #[arg(long)]
+    send: bool,
 }
 
 fn open_existing(path: &Path) -> Result<Ledger> {
@@ -280,6 +324,11 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
         LedgerCommand::Key {
             command: KeyCommand::Init { key_file },
         } => return crate::ledger_cmd::key_init(l, key_file.as_deref()),
+        LedgerCommand::Set { key, value } => {
+            let mut ledger = open_existing(&l.ledger)?;
+            ledger.set_setting(&key, &value)?;
+            println!("{key} = {value}");
+        }
         LedgerCommand::Export { out } => {
             let ledger = Ledger::open_unverified(&l.ledger)?;
             let mut text = String::new();
@@ -308,6 +357,17 @@ pub fn ledger(cmd: LedgerCommand, l: &LedgerArg) -> Result<i32> {
         }
     }
     Ok(exit::OK)
+}
+
+/// `--send` after a command: the request's letters.
+fn send_for(ledger: &mut Ledger, id: &str) -> Result<i32> {
+    crate::letters_cmd::send(
+        ledger,
+        &veil_takedown::smtp::SendOptions {
+            request: Some(id.to_string()),
+            ..Default::default()
+        },
+    )
 }
 
 pub(crate) fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
@@ -434,6 +494,7 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
                 note: a.note,
                 received: a.received,
                 policy: a.policy,
+                language: a.language,
             })?;
             println!(
                 "{}\treceived {}\tdue {} ({})",
@@ -441,6 +502,9 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
             );
             if req.basis == Basis::Child {
                 eprintln!("veil: basis child: due immediately; delete at once");
+            }
+            if a.send {
+                return send_for(&mut ledger, &req.id);
             }
         }
         TakedownCommand::Match { id } => {
@@ -468,13 +532,21 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
             let n = ledger.decide(&id, &items, true)?;
             println!("{id}: {n} item rows confirmed");
         }
-        TakedownCommand::Reject { id, items, reason } => {
+        TakedownCommand::Reject {
+            id,
+            items,
+            reason,
+            send,
+        } => {
             if items.is_empty() {
                 let Some(reason) = reason else {
                     bail!("rejecting a whole request needs --reason");
                 };
                 ledger.reject_request(&id, &reason)?;
                 println!("{id}: rejected");
+                if send {
+                    return send_for(&mut ledger, &id);
+                }
             } else {
                 let n = ledger.decide(&id, &items, false)?;
                 println!("{id}: {n} item rows rejected");
@@ -485,6 +557,7 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
             root,
             version,
             purge,
+            send,
         } => {
             let access = veil_pipeline::dataset_containers::DatasetContainers::default();
             let tree = purge
@@ -505,12 +578,15 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
             if let Some(dir) = purge {
                 print_purge(&id, &ledger.purge(&id, &dir, Some(&access))?);
             }
+            if send {
+                return send_for(&mut ledger, &id);
+            }
         }
         TakedownCommand::Purge { id, dir } => {
             let access = veil_pipeline::dataset_containers::DatasetContainers::default();
             print_purge(&id, &ledger.purge(&id, &dir, Some(&access))?)
         }
-        TakedownCommand::Notify { id, outbox } => {
+        TakedownCommand::Notify { id, outbox, send } => {
             let outbox = outbox
                 .unwrap_or_else(|| l.ledger.parent().unwrap_or(Path::new(".")).join("outbox"));
             let notices = ledger.notify(&id, &outbox)?;
@@ -523,13 +599,51 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
                 );
             }
             println!("{id}: {} notices written", notices.len());
+            if send {
+                return send_for(&mut ledger, &id);
+            }
+        }
+        TakedownCommand::Send {
+            id,
+            dry_run,
+            outbox_only,
+            by,
+            resend_uncertain,
+        } => {
+            let opts = veil_takedown::smtp::SendOptions {
+                dry_run,
+                outbox_only: if outbox_only { by } else { None },
+                resend_uncertain,
+                request: id,
+            };
+            return crate::letters_cmd::send(&mut ledger, &opts);
+        }
+        TakedownCommand::Letters { id } => {
+            for x in ledger.letters(id.as_deref())? {
+                println!(
+                    "{}\t{}\t{} ({})\t{}\t{}\tattempts {}\t{}\t{}",
+                    x.id,
+                    x.request,
+                    x.kind,
+                    x.event,
+                    x.to_addr.escape_debug(),
+                    x.status,
+                    x.attempts,
+                    x.message_id,
+                    x.last_error.as_deref().unwrap_or("").escape_debug()
+                );
+            }
         }
         TakedownCommand::Ack {
             id,
             recipient,
             note,
+            eml,
         } => {
-            ledger.ack(&id, &recipient, &note)?;
+            let eml = eml
+                .map(|p| std::fs::read(&p).with_context(|| format!("cannot read {}", p.display())))
+                .transpose()?;
+            ledger.ack(&id, &recipient, &note, eml.as_deref())?;
             println!("{id}: reply from {} recorded", recipient.escape_debug());
         }
         TakedownCommand::Close { id } => {
@@ -544,14 +658,41 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
         TakedownCommand::Show { id } => {
             println!("{}", serde_json::to_string_pretty(&ledger.detail(&id)?)?);
         }
-        TakedownCommand::Due { within } => {
+        TakedownCommand::Due { within, ack_days } => {
             let due = ledger.due(today, parse_within(&within)?)?;
             let overdue = due.iter().filter(|r| r.is_overdue(today)).count();
             for r in &due {
                 println!("{}", line(r, today));
             }
-            if overdue > 0 {
-                eprintln!("veil: {overdue} requests overdue");
+            // Overdue correspondence: letters not delivered, recipients who have not confirmed.
+            let letters = ledger.undelivered_letters()?;
+            for x in &letters {
+                println!(
+                    "LETTER   {}\t{} to {}\t{}\t{}",
+                    x.request,
+                    x.kind,
+                    x.to_addr.escape_debug(),
+                    x.status,
+                    x.last_error
+                        .as_deref()
+                        .unwrap_or("not sent yet: `veil takedown send`")
+                        .escape_debug()
+                );
+            }
+            let silent = ledger.unconfirmed_notices(today, ack_days)?;
+            for (req, name, contact, at) in &silent {
+                println!(
+                    "NO REPLY {req}\t{} <{}>\tnotified {at}, no confirmation after {ack_days} working days",
+                    name.escape_debug(),
+                    contact.escape_debug()
+                );
+            }
+            if overdue > 0 || !letters.is_empty() || !silent.is_empty() {
+                eprintln!(
+                    "veil: {overdue} requests overdue, {} letters undelivered, {} recipients silent",
+                    letters.len(),
+                    silent.len()
+                );
                 return Ok(exit::FAILURES);
             }
         }

@@ -59,6 +59,8 @@ impl Ledger {
         let head = self.applied_head(id)?;
         let signer = self.signer()?;
         let mut files = Vec::new();
+        let mut letters = Vec::new();
+        let ledger_dir = self.dir();
         for (n, ((name, contact), got)) in groups.iter().enumerate() {
             if done.contains(&(name.clone(), contact.clone())) {
                 continue;
@@ -123,6 +125,28 @@ impl Ledger {
                 }
                 text.push('\n');
             }
+            let mut vars = crate::letters::request_vars(&req);
+            vars.insert("recipient", name.clone());
+            vars.insert("releases", releases.join(", "));
+            vars.insert(
+                "withdrawn",
+                crate::letters::withdrawn_lines(
+                    items.iter().map(|t| (t.path.as_str(), t.blake3.as_str())),
+                ),
+            );
+            vars.insert("withdrawn_count", items.len().to_string());
+            vars.insert(
+                "new_release",
+                current
+                    .as_ref()
+                    .map_or("none (the dataset is withdrawn)".into(), |c| {
+                        format!("{}@{}", c.dataset, c.version)
+                    }),
+            );
+            if let Some(h) = &head {
+                vars.insert("ledger_head", h.to_string());
+            }
+            letters.push((name.clone(), contact.clone(), vars));
             let stem = format!("{:03}-{}", n + 1, slug(name));
             let json_path = dir.join(format!("{stem}.json"));
             write_file_atomic(&dir.join(format!("{stem}.txt")), text.as_bytes())?;
@@ -139,6 +163,23 @@ impl Ledger {
             // The status first, so that its change is recorded by the notice events that follow
             // (with no notice to write, by an event of its own).
             set_status(w, id, Status::Notified)?;
+            for (name, contact, vars) in &letters {
+                crate::letters::queue(
+                    w,
+                    &ledger_dir,
+                    crate::letters::NewLetter {
+                        request: id,
+                        template: "notice",
+                        kind: "notice",
+                        event: "notice",
+                        to_name: name,
+                        to_addr: contact,
+                        // Recipients are addressed in the request's language too.
+                        language: req.language.as_deref().unwrap_or("en"),
+                        vars: vars.clone(),
+                    },
+                )?;
+            }
             for (name, contact, releases, file, hash) in &files {
                 w.tx.execute(
                     "INSERT INTO notices (request, name, contact, releases, file, blake3, written_at)
@@ -194,18 +235,27 @@ impl Ledger {
     }
 
     /// Records a recipient's reply; `who` is the recipient's name or contact.
-    pub fn ack(&mut self, id: &str, who: &str, note: &str) -> Result<usize, LedgerError> {
+    ///
+    /// With `eml`, the raw reply: its blake3 is kept (the message itself is not).
+    pub fn ack(
+        &mut self,
+        id: &str,
+        who: &str,
+        note: &str,
+        eml: Option<&[u8]>,
+    ) -> Result<usize, LedgerError> {
         self.request(id)?;
+        let eml_blake3 = eml.map(|b| blake3::hash(b).to_hex().to_string());
         let n = self.write(|w| {
             let n = w.tx.execute(
-                "UPDATE notices SET ack_at = ?3, ack_note = ?4
+                "UPDATE notices SET ack_at = ?3, ack_note = ?4, ack_eml_blake3 = ?5
                  WHERE request = ?1 AND (name = ?2 OR contact = ?2)",
-                params![id, who, w.now, note],
+                params![id, who, w.now, note, eml_blake3],
             )?;
             if n > 0 {
                 w.event(
                     "notice.acknowledged",
-                    json!({"id": id, "who": who, "note": note}),
+                    json!({"id": id, "who": who, "note": note, "eml_blake3": eml_blake3}),
                 )?;
             }
             Ok(n)

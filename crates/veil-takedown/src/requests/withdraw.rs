@@ -47,6 +47,7 @@ impl Ledger {
         }
         Self::require_state(&req, allowed, "apply (confirm items first)")?;
         let releases = self.releases(&req.dataset)?;
+        let ledger_dir = self.dir();
         self.write(|w| {
             if status_in(w, id)? != req.status {
                 return Err(LedgerError::State {
@@ -63,6 +64,7 @@ impl Ledger {
             let detail = serde_json::to_value(&report).expect("report serialises");
             action(w, id, "applied", &detail)?;
             w.event("request.applied", json!({"id": id, "report": detail}))?;
+            queue_applied_answer(w, &ledger_dir, &req, &report)?;
             Ok(report)
         })
     }
@@ -257,6 +259,74 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// The answer to the requester once a request is applied: what was withdrawn, the new release
+/// and how to check it, and the chain head of the withdrawal.
+fn queue_applied_answer(
+    w: &Writer<'_>,
+    ledger_dir: &Path,
+    req: &Request,
+    report: &ApplyReport,
+) -> Result<(), LedgerError> {
+    let mut vars = crate::letters::request_vars(req);
+    let mut seen = BTreeSet::new();
+    let files: Vec<(&str, &str)> = report
+        .tombstones
+        .iter()
+        .filter(|t| seen.insert((t.path.as_str(), t.blake3.as_str())))
+        .map(|t| (t.path.as_str(), t.blake3.as_str()))
+        .collect();
+    vars.insert("withdrawn_count", files.len().to_string());
+    vars.insert(
+        "withdrawn",
+        if report.whole_dataset {
+            format!("- every file of {}", req.dataset)
+        } else {
+            crate::letters::withdrawn_lines(files.into_iter())
+        },
+    );
+    vars.insert(
+        "releases",
+        report
+            .withdrawn_releases
+            .iter()
+            .map(|v| format!("{}@{v}", req.dataset))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    if let Some((v, root)) = &report.new_release {
+        let r = format!("{}@{v}", req.dataset);
+        vars.insert("new_release", format!("{r} (Merkle root {root})"));
+        vars.insert(
+            "verify",
+            format!(
+                "Anyone can check that a withdrawn path is gone: `veil release prove {r} --item PATH --absent`."
+            ),
+        );
+    } else {
+        vars.insert("new_release", "none (the dataset is withdrawn)".into());
+    }
+    let head: (i64, String) = w.tx.query_row(
+        "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    vars.insert("ledger_head", format!("{}:{}", head.0, head.1));
+    crate::letters::queue(
+        w,
+        ledger_dir,
+        crate::letters::NewLetter {
+            request: &req.id,
+            template: "applied",
+            kind: "answer",
+            event: "applied",
+            to_name: &req.requester,
+            to_addr: &req.contact,
+            language: req.language.as_deref().unwrap_or("en"),
+            vars,
+        },
+    )
 }
 
 /// The containers of the current release that lose members, rewritten from `tree` (temporary

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::print_stderr)]
 
 pub mod archives;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
