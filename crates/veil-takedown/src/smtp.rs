@@ -214,7 +214,7 @@ impl Ledger {
             (Some(c), false) => Some(transport(c)?),
             (None, false) if letters.iter().any(|l| l.status != "unaddressable") => {
                 return Err(LedgerError::Invalid(
-                    "no SMTP server: set VEIL_SMTP_URL and VEIL_SMTP_FROM (or `veil ledger set \
+                    "no SMTP server is configured, so the letters wait in the ledger: set VEIL_SMTP_URL and VEIL_SMTP_FROM (or `veil ledger set \
                      smtp_url ...`), or hand the letters over yourself with `send --outbox-only --by NAME`"
                         .into(),
                 ))
