@@ -259,6 +259,27 @@ fn a_dropped_connection_and_a_crash_after_delivery_never_send_twice() {
     assert_eq!(letters(&e)[0].1, "failed");
     assert!(dropping.messages().is_empty());
 
+    // Nothing listens on the server's port: a failure saying so, recorded.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("smtp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c_args = args.clone();
+    c_args[7] = "C";
+    c_args[9] = "c@example.org";
+    let (code, stdout, _) = lv(
+        &e,
+        None,
+        &[("VEIL_SMTP_URL", &url), ("VEIL_SMTP_FROM", "t@veil.test")],
+        &c_args,
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("could not deliver"), "{stdout}");
+    let c = letters(&e)
+        .into_iter()
+        .find(|l| l.4 == "c@example.org")
+        .unwrap();
+    assert_eq!(c.1, "failed");
+
     // A crash between the server's acceptance and the record: the next send does not resend.
     let sink = Sink::start(Behaviour::default());
     args[7] = "B";
@@ -415,6 +436,21 @@ fn dry_run_and_hand_over_change_nothing_or_record_who() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("VEIL_SMTP_URL"), "{err}");
+    // The server as ledger settings instead of the environment.
+    let sink = Sink::start(Behaviour::default());
+    for (k, v) in [
+        ("smtp_url", sink.url()),
+        ("smtp_from", "desk@veil.test".to_string()),
+    ] {
+        let (code, _, err) = lv(&e, None, &[], &["ledger", "set", k, &v]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = lv(&e, None, &[], &["ledger", "set", "smtp_password", "x"]);
+    assert_eq!(code, 2, "a password is never a setting: {err}");
+    let (code, stdout, _) = lv(&e, None, &[], &["takedown", "send"]);
+    assert_eq!(code, 1, "the unaddressable letter remains: {stdout}");
+    assert_eq!(sink.messages().len(), 1, "{stdout}");
+    assert_eq!(sink.messages()[0].to, ["s@example.org"]);
     let (code, stdout, err) = lv(
         &e,
         None,
@@ -424,7 +460,8 @@ fn dry_run_and_hand_over_change_nothing_or_record_who() {
     assert_eq!(code, 0, "{stdout}{err}");
     assert!(stdout.contains("handed"), "{stdout}");
     let l = letters(&e);
-    assert!(l.iter().all(|x| x.1 == "handed"), "{l:?}");
+    assert_eq!(l[0].1, "handed", "{l:?}");
+    assert_eq!(l[1].1, "sent", "{l:?}");
     let eml_dir: PathBuf = e
         .ledger
         .parent()
