@@ -16,7 +16,7 @@ mod provenance;
 mod release;
 mod verify;
 
-pub use members::{rewrite_container, Containers, MemberDigest, Rewritten};
+pub use members::{member_bytes, rewrite_container, Containers, MemberDigest, Rewritten};
 pub use pack::{
     dataset_card, pack_release, verify_pack, Extras, PackFormat, PACK_CARD, PACK_RELEASE_DIR,
 };

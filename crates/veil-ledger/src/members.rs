@@ -26,7 +26,7 @@ pub struct MemberDigest {
 }
 
 /// Read and rewrite access to dataset containers, by content (the format is sniffed).
-pub trait Containers {
+pub trait Containers: std::fmt::Debug {
     /// The image members of the container `file` in stored order. For an archive every file
     /// member is listed (with its name); for a table, every non-null cell of its image column.
     fn members(&self, file: &Path) -> Result<Vec<MemberDigest>, String>;
@@ -42,6 +42,39 @@ pub trait Containers {
         dst: &Path,
         drop: &BTreeSet<usize>,
     ) -> Result<Vec<String>, String>;
+
+    /// Hands the bytes of each image member of `file` to `f`, with its index in
+    /// [`Containers::members`]' list, one at a time (never the whole container in memory).
+    fn read_members(&self, file: &Path, f: &mut dyn FnMut(usize, &[u8])) -> Result<(), String>;
+}
+
+/// Hands `f` the bytes of each of `members` (item paths `CONTAINER#MEMBER`) found in the
+/// container file `file`, paired as [`verify_members`] pairs them; returns the paths not found.
+pub fn member_bytes(
+    file: &Path,
+    container: &str,
+    members: &[&str],
+    access: &dyn Containers,
+    f: &mut dyn FnMut(&str, &[u8]),
+) -> Result<Vec<String>, String> {
+    let digests = access.members(file)?;
+    let (paired, _) = pair(container, members, &digests);
+    let mut by_index: BTreeMap<usize, String> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (path, hit) in paired {
+        match hit {
+            Some(k) => {
+                by_index.insert(k, path);
+            }
+            None => missing.push(path),
+        }
+    }
+    access.read_members(file, &mut |k, bytes| {
+        if let Some(path) = by_index.get(&k) {
+            f(path, bytes);
+        }
+    })?;
+    Ok(missing)
 }
 
 /// `MEMBER` of a member item's path `CONTAINER#MEMBER`, given its container.

@@ -43,6 +43,29 @@ pub fn sample_key(name: &str) -> &str {
 }
 
 impl Containers for DatasetContainers {
+    fn read_members(&self, file: &Path, f: &mut dyn FnMut(usize, &[u8])) -> Result<(), String> {
+        let mut k = 0usize;
+        match kind(file)? {
+            Kind::Archive(format) => members::read_members(file, format, self.caps, &mut |m| {
+                if !m.is_dir {
+                    f(k, &m.data);
+                    k += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string()),
+            Kind::Table => {
+                let which = parquet_job::image_column_by_content(file)?;
+                parquet_job::read_images_in(file, which, &mut |_, image| {
+                    if let Some(b) = image {
+                        f(k, &b);
+                        k += 1;
+                    }
+                })
+            }
+        }
+    }
+
     fn members(&self, file: &Path) -> Result<Vec<MemberDigest>, String> {
         let mut out = Vec::new();
         match kind(file)? {

@@ -42,6 +42,9 @@ pub struct ReportOptions {
     pub page_size: usize,
     /// Keep a thumbnail that is newer than its output when the output still has its recorded size.
     pub reuse_thumbs: bool,
+    /// Reads the images inside dataset containers (shards, zips, Parquet tables), for their
+    /// thumbnails; without it their cards say why they have none.
+    pub containers: Option<std::sync::Arc<dyn veil_ledger::Containers + Send + Sync>>,
 }
 
 impl Default for ReportOptions {
@@ -54,6 +57,7 @@ impl Default for ReportOptions {
             max_pixels: 150_000_000,
             page_size: DEFAULT_PAGE_SIZE,
             reuse_thumbs: true,
+            containers: None,
         }
     }
 }
@@ -394,6 +398,15 @@ fn read_summary(path: &Path) -> Result<Option<RunSummary>, ReportError> {
     }
 }
 
+/// A record of a dataset container itself (not of an image in it).
+fn is_container(r: &ProvenanceRecord) -> bool {
+    r.archive.is_none()
+        && matches!(
+            r.format.as_deref(),
+            Some("tar" | "tar.gz" | "tar.zst" | "zip" | "parquet")
+        )
+}
+
 /// Writes the review page of the output tree `output` (see the crate documentation): reads
 /// `provenance.jsonl` and `veil-run.json` (optional), makes the thumbnails of the outputs, and
 /// writes `index.html`, `data.js` and `thumbs/` into [`ReportOptions::out_dir`] (default
@@ -403,7 +416,10 @@ pub fn write_report(
     opts: &ReportOptions,
     progress: &dyn ProgressSink,
 ) -> Result<ReportSummary, ReportError> {
-    let records = read_records(&output.join(PROVENANCE_FILE))?;
+    let mut records = read_records(&output.join(PROVENANCE_FILE))?;
+    // A redacted container (shard, zip, table) is not an image: its images have cards of their
+    // own. A container that failed as a whole keeps its card.
+    records.retain(|r| !(r.status != ImageStatus::Failed && is_container(r)));
     let run = read_summary(&output.join(RUN_SUMMARY_FILE))?;
     let dir = opts
         .out_dir

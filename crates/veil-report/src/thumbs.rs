@@ -37,8 +37,13 @@ fn thumb_name(b3: &str) -> String {
     format!("{}.jpg", &b3[..32])
 }
 
-/// Checks, without reading it, that a record's output is there as recorded; its mtime.
-fn stat_output(output: &Path, r: &ProvenanceRecord) -> Result<SystemTime, String> {
+/// Checks, without reading it, that a record's output is there as recorded; its mtime (for an
+/// image inside a container, the container's).
+fn stat_output(
+    output: &Path,
+    r: &ProvenanceRecord,
+    containers: bool,
+) -> Result<SystemTime, String> {
     let Some(b3) = r.output_blake3.as_deref() else {
         return Err("the record has no output blake3".into());
     };
@@ -46,15 +51,17 @@ fn stat_output(output: &Path, r: &ProvenanceRecord) -> Result<SystemTime, String
         return Err("the record's output blake3 is malformed".into());
     }
     if let Some(archive) = &r.archive {
-        return Err(format!(
-            "inside {archive}: the page has no thumbnails of archive members yet (veil check \
-             reads them)"
-        ));
+        if !containers {
+            return Err(format!(
+                "inside {archive}: this page was written without reading containers"
+            ));
+        }
     }
-    if !safe_rel_path(&r.path) {
+    let file = r.archive.as_deref().unwrap_or(&r.path);
+    if !safe_rel_path(file) {
         return Err("the record's path is not a plain relative path; not read".into());
     }
-    let path = output.join(&r.path);
+    let path = output.join(file);
     let md = match std::fs::symlink_metadata(&path) {
         Ok(md) => md,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -68,7 +75,7 @@ fn stat_output(output: &Path, r: &ProvenanceRecord) -> Result<SystemTime, String
     if !md.is_file() {
         return Err("the output is not a regular file".into());
     }
-    if let Some(size) = r.output_size {
+    if let (Some(size), None) = (r.output_size, &r.archive) {
         if md.len() != size {
             return Err(format!(
                 "the output has {} bytes, its record says {size}: it changed after the run",
@@ -118,6 +125,16 @@ fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::DynamicImage, String> 
 /// (temporary name, rename). Returns the decoded dimensions.
 fn make_one(src: &Path, b3: &str, dest: &Path, opts: &ReportOptions) -> Result<[u32; 2], String> {
     let bytes = std::fs::read(src).map_err(|e| format!("cannot read the output: {e}"))?;
+    make_from_bytes(bytes, b3, dest, opts)
+}
+
+/// [`make_one`] from the output's bytes (an image read out of its container).
+fn make_from_bytes(
+    bytes: Vec<u8>,
+    b3: &str,
+    dest: &Path,
+    opts: &ReportOptions,
+) -> Result<[u32; 2], String> {
     let actual = blake3::hash(&bytes).to_hex();
     if actual.as_str() != b3 {
         return Err(format!(
@@ -168,7 +185,10 @@ pub(crate) fn make_all(
 
     let stats: Vec<Option<Result<SystemTime, String>>> = records
         .par_iter()
-        .map(|r| (r.status != ImageStatus::Failed).then(|| stat_output(output, r)))
+        .map(|r| {
+            (r.status != ImageStatus::Failed)
+                .then(|| stat_output(output, r, opts.containers.is_some()))
+        })
         .collect();
     // Outputs with the same content share a thumbnail: group the good ones by blake3.
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -212,7 +232,73 @@ pub(crate) fn make_all(
             total: jobs.len() as u64,
         });
     }
-    let made: Vec<(usize, Result<[u32; 2], String>)> = jobs
+    // Images inside containers: each container is read once, its images thumbnailed as they
+    // come out of it.
+    let (inside, files): (Vec<usize>, Vec<usize>) = jobs
+        .iter()
+        .partition(|&&gi| records[groups[gi].1[0]].archive.is_some());
+    let mut by_container: HashMap<&str, Vec<usize>> = HashMap::new();
+    for gi in inside {
+        let rep = &records[groups[gi].1[0]];
+        by_container
+            .entry(rep.archive.as_deref().unwrap_or_default())
+            .or_default()
+            .push(gi);
+    }
+    let by_container: Vec<(&str, Vec<usize>)> = by_container.into_iter().collect();
+    let mut made: Vec<(usize, Result<[u32; 2], String>)> = by_container
+        .par_iter()
+        .flat_map_iter(|(container, gis)| {
+            let access = opts.containers.as_deref().expect("checked by stat_output");
+            let paths: Vec<&str> = gis
+                .iter()
+                .map(|&gi| records[groups[gi].1[0]].path.as_str())
+                .collect();
+            let by_path: HashMap<&str, usize> =
+                paths.iter().copied().zip(gis.iter().copied()).collect();
+            // Every member item of the container, so that table rows pair in order.
+            let all: Vec<&str> = records
+                .iter()
+                .filter(|r| {
+                    r.archive.as_deref() == Some(*container) && r.status != ImageStatus::Failed
+                })
+                .map(|r| r.path.as_str())
+                .collect();
+            let mut out = Vec::new();
+            let read = veil_ledger::member_bytes(
+                &output.join(container),
+                container,
+                &all,
+                access,
+                &mut |path, bytes| {
+                    if let Some(&gi) = by_path.get(path) {
+                        let (b3, members) = &groups[gi];
+                        let r =
+                            make_from_bytes(bytes.to_vec(), b3, &dir.join(thumb_name(b3)), opts);
+                        progress.event(ProgressEvent::ImageDone {
+                            path: path.to_string(),
+                            status: records[members[0]].status,
+                            detections: records[members[0]].detections.len(),
+                            error: r.as_ref().err().cloned(),
+                        });
+                        out.push((gi, r));
+                    }
+                },
+            );
+            let done: HashSet<usize> = out.iter().map(|(gi, _)| *gi).collect();
+            for &gi in gis {
+                if !done.contains(&gi) {
+                    let why = match &read {
+                        Err(e) => format!("cannot read {container}: {e}"),
+                        Ok(_) => format!("not found inside {container}"),
+                    };
+                    out.push((gi, Err(why)));
+                }
+            }
+            out
+        })
+        .collect();
+    let made_files: Vec<(usize, Result<[u32; 2], String>)> = files
         .par_iter()
         .map(|&gi| {
             let (b3, members) = &groups[gi];
@@ -227,6 +313,7 @@ pub(crate) fn make_all(
             (gi, result)
         })
         .collect();
+    made.extend(made_files);
     let mut failed_groups = HashSet::new();
     for (gi, result) in made {
         let members = &groups[gi].1;

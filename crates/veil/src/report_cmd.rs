@@ -57,16 +57,26 @@ pub fn report(a: ReportArgs) -> Result<i32> {
         near_margin: a.margin,
         page_size: a.page_size,
         reuse_thumbs: !a.fresh,
+        containers: Some(containers()),
         ..ReportOptions::default()
     };
     let summary = write(&a.output, &opts, a.quiet)?;
     Ok(print_summary(&summary))
 }
 
+/// Access to the images inside shards, zips and Parquet tables, for their thumbnails.
+fn containers() -> std::sync::Arc<dyn veil_ledger::Containers + Send + Sync> {
+    std::sync::Arc::new(veil_pipeline::dataset_containers::DatasetContainers::default())
+}
+
 /// `veil redact --report`: the page of the run just finished (its failures included). A report
 /// that cannot be written is a problem of the run (exit 1), not a usage error.
 pub fn after_redact(output: &Path, quiet: bool) -> i32 {
-    match write(output, &ReportOptions::default(), quiet) {
+    let opts = ReportOptions {
+        containers: Some(containers()),
+        ..ReportOptions::default()
+    };
+    match write(output, &opts, quiet) {
         Ok(s) => print_summary(&s),
         Err(e) => {
             eprintln!(

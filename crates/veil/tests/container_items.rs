@@ -318,6 +318,58 @@ fn a_row_of_a_parquet_table_is_withdrawn_and_the_rest_of_the_table_kept() {
     assert!(items2.iter().all(|i| i["path"] != "train.parquet#row=1"));
 }
 
+#[test]
+fn the_review_page_shows_the_images_inside_shards_and_tables() {
+    let t = tempfile::tempdir().unwrap();
+    let members = samples(t.path());
+    let images: Vec<Vec<u8>> = members
+        .iter()
+        .filter(|(n, _)| n.ends_with(".png") || n.ends_with(".jpg"))
+        .map(|(_, d)| d.clone())
+        .collect();
+    let input = t.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    fs::write(input.join("000000.tar"), tar_of(&members)).unwrap();
+    tables::write_hf_table(&input.join("train.parquet"), &images, 2);
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = run(&[&"report", &out, &"-q"]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let n = 2 * images.len();
+    assert!(
+        err.contains(&format!(
+            "review page of {n} images: 0 failed, 0 unreadable"
+        )),
+        "{err}"
+    );
+    let thumbs = fs::read_dir(out.join("report/thumbs")).unwrap().count();
+    assert!(thumbs >= images.len(), "{thumbs} thumbnails");
+    let data = fs::read_to_string(out.join("report/data.js")).unwrap();
+    assert!(data.contains("000000.tar#000000.png") && data.contains("train.parquet#row=0"));
+
+    // A member changed after the run is named, not shown.
+    let got = members_of(&out.join("000000.tar"));
+    let changed: Vec<(String, Vec<u8>)> = got
+        .iter()
+        .map(|(name, d)| {
+            let mut d = d.clone();
+            if name == "000001.png" {
+                let last = d.len() - 1;
+                d[last] ^= 1;
+            }
+            (name.clone(), d)
+        })
+        .collect();
+    fs::write(out.join("000000.tar"), tar_of(&changed)).unwrap();
+    let (code, stdout, err) = run(&[&"report", &out, &"-q", &"--fresh"]);
+    assert_eq!(code, 1, "{stdout}{err}");
+    assert!(
+        err.contains("000000.tar#000001.png") && err.contains("not the file its record describes"),
+        "{err}"
+    );
+}
+
 /// The Hugging Face table layout of tables.rs (image struct, text, id), shared through a module
 /// of its own so that both tests write the same thing.
 mod tables {
