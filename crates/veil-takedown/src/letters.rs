@@ -57,12 +57,12 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
     (
         "acknowledgement",
         "en",
-        "Subject: [{{request}}] We received your takedown request\n\nDear {{requester}},\n\nwe received your request {{request}} about the dataset {{dataset}} on {{received}}.\nYou asked us to remove:\n{{scope}}\n\nWe will answer by {{due}} at the latest. Please quote {{request}} in any reply.\n",
+        "Subject: [{{request}}] We received your takedown request\n\nDear {{requester}},\n\nwe received your request {{request}} about the dataset {{dataset}} on {{received}}.\nYou asked us to remove:\n{{scope}}\n\nWe will answer by {{due}} at the latest. Please quote {{request}} in any reply.\nLedger head: {{ledger_head}}\n",
     ),
     (
         "acknowledgement",
         "zh",
-        "Subject: [{{request}}] 我们已收到您的删除请求\n\n{{requester}} 您好：\n\n我们已于 {{received}} 收到您关于数据集 {{dataset}} 的请求 {{request}}。\n您要求删除：\n{{scope}}\n\n我们将在 {{due}} 之前答复。回复时请注明 {{request}}。\n",
+        "Subject: [{{request}}] 我们已收到您的删除请求\n\n{{requester}} 您好：\n\n我们已于 {{received}} 收到您关于数据集 {{dataset}} 的请求 {{request}}。\n您要求删除：\n{{scope}}\n\n我们将在 {{due}} 之前答复。回复时请注明 {{request}}。\n账本头：{{ledger_head}}\n",
     ),
     (
         "applied",
@@ -77,12 +77,12 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
     (
         "rejected",
         "en",
-        "Subject: [{{request}}] Your takedown request\n\nDear {{requester}},\n\nafter review we did not withdraw anything from the dataset {{dataset}} for request {{request}}:\n{{reason}}\n\nYou may reply to this message quoting {{request}}.\n",
+        "Subject: [{{request}}] Your takedown request\n\nDear {{requester}},\n\nafter review we did not withdraw anything from the dataset {{dataset}} for request {{request}}:\n{{reason}}\n\nYou may reply to this message quoting {{request}}.\nLedger head: {{ledger_head}}\n",
     ),
     (
         "rejected",
         "zh",
-        "Subject: [{{request}}] 关于您的删除请求\n\n{{requester}} 您好：\n\n经审核，我们未因请求 {{request}} 从数据集 {{dataset}} 中撤下任何内容：\n{{reason}}\n\n如有异议，请回复本邮件并注明 {{request}}。\n",
+        "Subject: [{{request}}] 关于您的删除请求\n\n{{requester}} 您好：\n\n经审核，我们未因请求 {{request}} 从数据集 {{dataset}} 中撤下任何内容：\n{{reason}}\n\n如有异议，请回复本邮件并注明 {{request}}。\n账本头：{{ledger_head}}\n",
     ),
     (
         "notice",
@@ -275,6 +275,20 @@ pub(crate) fn queue(
     }
     let dir = ledger_dir.join("templates");
     let (text_tpl, html_tpl) = template(&dir, new.template, new.language)?;
+    let mut new = new;
+    if new.vars.get("ledger_head").is_none_or(|h| h == "-") {
+        // The head of what the letter follows from (the event just written).
+        let head: Option<(i64, String)> =
+            w.tx.query_row(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((n, h)) = head {
+            new.vars.insert("ledger_head", format!("{n}:{h}"));
+        }
+    }
     let bad = |e: String| {
         LedgerError::Invalid(format!("template {}.{}: {e}", new.template, new.language))
     };

@@ -147,6 +147,7 @@ fn a_full_flow_sends_the_acknowledgement_the_answer_and_the_notices() {
     );
     assert_eq!(stored[0].1, "sent");
     assert!(stored[0].3.contains("astronaut.png") && stored[0].3.contains("answer by"));
+    assert!(stored[0].3.contains("Ledger head: "), "{}", stored[0].3);
 
     for args in [
         vec!["takedown", "match", &id],
@@ -279,6 +280,28 @@ fn a_dropped_connection_and_a_crash_after_delivery_never_send_twice() {
         .find(|l| l.4 == "c@example.org")
         .unwrap();
     assert_eq!(c.1, "failed");
+
+    // A TLS URL to a server that does not speak TLS: a failure, recorded.
+    let plain = Sink::start(Behaviour::default());
+    let tls_url = format!("smtps://{}", plain.addr);
+    let mut d_args = args.clone();
+    d_args[7] = "D";
+    d_args[9] = "d@example.org";
+    let (code, stdout, _) = lv(
+        &e,
+        None,
+        &[
+            ("VEIL_SMTP_URL", &tls_url),
+            ("VEIL_SMTP_FROM", "t@veil.test"),
+        ],
+        &d_args,
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("FAILED") && stdout.contains("d@example.org"),
+        "{stdout}"
+    );
+    assert!(plain.messages().is_empty());
 
     // A crash between the server's acceptance and the record: the next send does not resend.
     let sink = Sink::start(Behaviour::default());
