@@ -318,7 +318,17 @@ fn parse_row(v: &Value, seq: i64) -> Result<Row, LedgerError> {
     Ok(row)
 }
 
-fn apply_write(mem: &Connection, w: &Value, seq: i64) -> Result<(), LedgerError> {
+/// The columns of every state table of `conn`.
+type Columns = BTreeMap<&'static str, Vec<String>>;
+
+fn columns_of(conn: &Connection) -> Result<Columns, LedgerError> {
+    STATE_TABLES
+        .iter()
+        .map(|t| Ok((*t, table_info(conn, t)?.columns)))
+        .collect()
+}
+
+fn apply_write(mem: &Connection, cols: &Columns, w: &Value, seq: i64) -> Result<(), LedgerError> {
     let bad = |what: String| LedgerError::Invalid(format!("event {seq}: {what}"));
     let arr = w
         .as_array()
@@ -330,6 +340,18 @@ fn apply_write(mem: &Connection, w: &Value, seq: i64) -> Result<(), LedgerError>
     }
     let op = arr[1].as_str().unwrap_or_default();
     let key = parse_row(&arr[2], seq)?;
+    // Column names go into SQL: only the table's own are accepted.
+    let columns: &[String] = cols.get(table).map_or(&[], Vec::as_slice);
+    let known = |row: &Row| -> Result<(), LedgerError> {
+        match row.keys().find(|k| !columns.contains(k)) {
+            Some(k) => Err(bad(format!("a write names no column of {table}: {k:?}"))),
+            None => Ok(()),
+        }
+    };
+    known(&key)?;
+    if key.is_empty() {
+        return Err(bad(format!("a write to {table} without a key")));
+    }
     let where_ = |start: usize| {
         key.keys()
             .enumerate()
@@ -340,6 +362,7 @@ fn apply_write(mem: &Connection, w: &Value, seq: i64) -> Result<(), LedgerError>
     match op {
         "insert" => {
             let row = parse_row(&arr[3], seq)?;
+            known(&row)?;
             let cols: Vec<String> = row.keys().map(|k| format!("\"{k}\"")).collect();
             let marks: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
             mem.execute(
@@ -353,6 +376,7 @@ fn apply_write(mem: &Connection, w: &Value, seq: i64) -> Result<(), LedgerError>
         }
         "update" => {
             let row = parse_row(&arr[3], seq)?;
+            known(&row)?;
             let sets: Vec<String> = row
                 .keys()
                 .enumerate()
@@ -426,6 +450,7 @@ pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport,
     for t in STATE_TABLES {
         mem.execute(&format!("DELETE FROM {t}"), [])?;
     }
+    let cols = columns_of(&mem)?;
     let mut report = ReplayReport::default();
     let mut stmt = conn.prepare("SELECT seq, kind, payload FROM events ORDER BY seq")?;
     let mut rows = stmt.query([])?;
@@ -441,7 +466,7 @@ pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport,
                 mem.execute(&format!("DELETE FROM {t}"), [])?;
             }
             for w in snap {
-                apply_write(&mem, w, seq)?;
+                apply_write(&mem, &cols, w, seq)?;
             }
             report.snapshot_event = Some(seq);
             report.not_replayable += report.replayed;
@@ -451,7 +476,7 @@ pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport,
         match v.get("writes").and_then(Value::as_array) {
             Some(writes) => {
                 for w in writes {
-                    apply_write(&mem, w, seq)?;
+                    apply_write(&mem, &cols, w, seq)?;
                 }
                 started = true;
                 report.replayed += 1;
@@ -535,10 +560,16 @@ mod tests {
         let mem = Connection::open_in_memory().unwrap();
         mem.execute_batch(include_str!("schema_v1.sql")).unwrap();
         let v: Value = serde_json::from_str(&writes).unwrap();
+        let cols = columns_of(&mem).unwrap();
         for w in v.as_array().unwrap() {
-            apply_write(&mem, w, 1).unwrap();
+            apply_write(&mem, &cols, w, 1).unwrap();
         }
         assert_eq!(state_digest(&mem).unwrap(), state_digest(&db).unwrap());
+        // A write naming a column the table does not have is refused, never run.
+        let evil: Value = serde_json::json!(["datasets", "insert", {"name": "'x'"},
+            {"name\") VALUES (1); --": "'x'"}]);
+        let e = apply_write(&mem, &cols, &evil, 9).unwrap_err().to_string();
+        assert!(e.contains("names no column of datasets"), "{e}");
         db.execute("UPDATE datasets SET status = 'withdrawn'", [])
             .unwrap();
         assert_ne!(state_digest(&mem).unwrap(), state_digest(&db).unwrap());
