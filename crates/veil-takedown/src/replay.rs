@@ -365,14 +365,12 @@ fn apply_write(mem: &Connection, cols: &Columns, w: &Value, seq: i64) -> Result<
             known(&row)?;
             let cols: Vec<String> = row.keys().map(|k| format!("\"{k}\"")).collect();
             let marks: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
-            mem.execute(
-                &format!(
-                    "INSERT INTO {table} ({}) VALUES ({})",
-                    cols.join(", "),
-                    marks.join(", ")
-                ),
-                params_from_iter(row.values()),
-            )?;
+            mem.prepare_cached(&format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                cols.join(", "),
+                marks.join(", ")
+            ))?
+            .execute(params_from_iter(row.values()))?;
         }
         "update" => {
             let row = parse_row(&arr[3], seq)?;
@@ -387,7 +385,8 @@ fn apply_write(mem: &Connection, cols: &Columns, w: &Value, seq: i64) -> Result<
                 sets.join(", "),
                 where_(row.len() + 1)
             );
-            mem.execute(&sql, params_from_iter(row.values().chain(key.values())))?;
+            mem.prepare_cached(&sql)?
+                .execute(params_from_iter(row.values().chain(key.values())))?;
         }
         "delete" => {
             mem.execute(
@@ -414,35 +413,156 @@ fn veil_ledger_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Every row of `table` by primary key.
-fn rows_of(conn: &Connection, table: &str) -> Result<BTreeMap<String, Row>, LedgerError> {
-    let info = table_info(conn, table)?;
-    let mut out = BTreeMap::new();
-    if info.columns.is_empty() {
-        return Ok(out);
+/// Applies the `snapshot` and `writes` of one event's payload while it is parsed.
+struct Applier<'a> {
+    mem: &'a Connection,
+    cols: &'a Columns,
+    seq: i64,
+    err: Option<LedgerError>,
+    writes: bool,
+    snapshot: bool,
+}
+
+struct PayloadSeed<'a, 'b>(&'b mut Applier<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PayloadSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
     }
-    let cols: Vec<String> = info.columns.iter().map(|c| format!("\"{c}\"")).collect();
-    let mut stmt = conn.prepare(&format!("SELECT {} FROM main.{table}", cols.join(", ")))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let mut row = Row::new();
-        for (i, c) in info.columns.iter().enumerate() {
-            row.insert(c.clone(), r.get::<_, SqlValue>(i)?);
+}
+
+impl<'de> serde::de::Visitor<'de> for PayloadSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event payload object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "snapshot" => {
+                    for t in STATE_TABLES {
+                        if let Err(e) = self.0.mem.execute(&format!("DELETE FROM {t}"), []) {
+                            self.0.err = Some(e.into());
+                            return Err(serde::de::Error::custom("replay failed"));
+                        }
+                    }
+                    map.next_value_seed(WritesSeed(self.0))?;
+                    self.0.snapshot = true;
+                }
+                "writes" => {
+                    map.next_value_seed(WritesSeed(self.0))?;
+                    self.0.writes = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
         }
-        let key = info
-            .key
-            .iter()
-            .map(|k| format!("{k}={}", show(&row[k])))
-            .collect::<Vec<_>>()
-            .join(", ");
-        out.insert(key, row);
+        Ok(())
+    }
+}
+
+struct WritesSeed<'a, 'b>(&'b mut Applier<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for WritesSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WritesSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of writes")
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(w) = seq.next_element::<Value>()? {
+            if let Err(e) = apply_write(self.0.mem, self.0.cols, &w, self.0.seq) {
+                self.0.err = Some(e);
+                return Err(serde::de::Error::custom("replay failed"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The row of `table` in `schema` whose key is `key` (column to value), if any.
+fn row_by_key(
+    conn: &Connection,
+    schema: &str,
+    table: &str,
+    columns: &[String],
+    key: &Row,
+) -> Result<Option<Row>, LedgerError> {
+    let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+    let cond: Vec<String> = key
+        .keys()
+        .enumerate()
+        .map(|(i, k)| format!("\"{k}\" IS ?{}", i + 1))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {schema}.{table} WHERE {}",
+        cols.join(", "),
+        cond.join(" AND ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(key.values()))?;
+    let Some(r) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut row = Row::new();
+    for (i, c) in columns.iter().enumerate() {
+        row.insert(c.clone(), r.get::<_, SqlValue>(i)?);
+    }
+    Ok(Some(row))
+}
+
+/// The rows of `a.table` that `b.table` does not hold identically (SQLite's EXCEPT, so only the
+/// differences are ever in memory), as their keys.
+fn rows_not_in(
+    conn: &Connection,
+    table: &str,
+    info: &TableInfo,
+    a: &str,
+    b: &str,
+) -> Result<Vec<Row>, LedgerError> {
+    let cols: Vec<String> = info.columns.iter().map(|c| format!("\"{c}\"")).collect();
+    let list = cols.join(", ");
+    let keys: Vec<String> = info.key.iter().map(|c| format!("\"{c}\"")).collect();
+    let sql = format!(
+        "SELECT {} FROM (SELECT {list} FROM {a}.{table} EXCEPT SELECT {list} FROM {b}.{table})",
+        keys.join(", ")
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut key = Row::new();
+        for (i, k) in info.key.iter().enumerate() {
+            key.insert(k.clone(), r.get::<_, SqlValue>(i)?);
+        }
+        out.push(key);
     }
     Ok(out)
 }
 
+fn key_text(key: &Row, order: &[String]) -> String {
+    order
+        .iter()
+        .map(|k| format!("{k}={}", show(key.get(k).unwrap_or(&SqlValue::Null))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Rebuilds the state from the events of `conn`'s ledger in a database in memory, created with
 /// `schema` (the migrations' SQL, in order), and lists every difference from `conn`'s tables.
-pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport, LedgerError> {
+pub(crate) fn replay(
+    conn: &Connection,
+    ledger_file: &std::path::Path,
+    schema: &[&str],
+) -> Result<ReplayReport, LedgerError> {
     let mem = Connection::open_in_memory()?;
     for sql in schema {
         mem.execute_batch(sql)?;
@@ -451,6 +571,8 @@ pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport,
         mem.execute(&format!("DELETE FROM {t}"), [])?;
     }
     let cols = columns_of(&mem)?;
+    // One transaction for the whole replay: a million autocommitted inserts take minutes.
+    mem.execute_batch("BEGIN")?;
     let mut report = ReplayReport::default();
     let mut stmt = conn.prepare("SELECT seq, kind, payload FROM events ORDER BY seq")?;
     let mut rows = stmt.query([])?;
@@ -459,54 +581,72 @@ pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport,
         let seq: i64 = r.get(0)?;
         let kind: String = r.get(1)?;
         let payload: String = r.get(2)?;
-        let v: Value = serde_json::from_str(&payload)
+        // Streamed: each write is applied as it is parsed, so a large import's event (hundreds
+        // of MB) is never held as a JSON tree.
+        let mut a = Applier {
+            mem: &mem,
+            cols: &cols,
+            seq,
+            err: None,
+            writes: false,
+            snapshot: false,
+        };
+        let parsed = {
+            use serde::de::DeserializeSeed;
+            let mut de = serde_json::Deserializer::from_str(&payload);
+            PayloadSeed(&mut a).deserialize(&mut de)
+        };
+        if let Some(e) = a.err.take() {
+            return Err(e);
+        }
+        parsed
             .map_err(|e| LedgerError::Invalid(format!("event {seq}: payload is not JSON ({e})")))?;
-        if let Some(snap) = v.get("snapshot").and_then(Value::as_array) {
-            for t in STATE_TABLES {
-                mem.execute(&format!("DELETE FROM {t}"), [])?;
-            }
-            for w in snap {
-                apply_write(&mem, &cols, w, seq)?;
-            }
+        if a.snapshot {
             report.snapshot_event = Some(seq);
             report.not_replayable += report.replayed;
             report.replayed = 0;
             started = true;
         }
-        match v.get("writes").and_then(Value::as_array) {
-            Some(writes) => {
-                for w in writes {
-                    apply_write(&mem, &cols, w, seq)?;
-                }
+        match a.writes {
+            true => {
                 started = true;
                 report.replayed += 1;
             }
-            None if started => report.replayed += 1,
+            false if started => report.replayed += 1,
             // A migration changes the schema, not the state (schema 1 adds the default policy,
             // which the snapshot holds).
-            None if kind == "ledger.migrated" => {}
-            None => report.not_replayable += 1,
+            false if kind == "ledger.migrated" => {}
+            false => report.not_replayable += 1,
         }
     }
+    mem.execute_batch("COMMIT")?;
+    // Compared inside SQLite: the ledger attached to the replayed database, EXCEPT both ways.
+    mem.execute(
+        "ATTACH DATABASE ?1 AS ledger",
+        [ledger_file.to_string_lossy().as_ref()],
+    )?;
     for t in STATE_TABLES {
-        let want = rows_of(&mem, t)?;
-        let mut have = rows_of(conn, t)?;
-        for (key, row) in want {
-            match have.remove(&key) {
+        let info = table_info(&mem, t)?;
+        if info.columns.is_empty() {
+            continue;
+        }
+        for key in rows_not_in(&mem, t, &info, "main", "ledger")? {
+            let want = row_by_key(&mem, "main", t, &info.columns, &key)?.unwrap_or_default();
+            match row_by_key(&mem, "ledger", t, &info.columns, &key)? {
                 None => report.divergences.push(Divergence {
                     table: t.to_string(),
-                    key,
+                    key: key_text(&key, &info.key),
                     column: "(row)".into(),
                     from_events: "present".into(),
                     in_table: "absent".into(),
                 }),
                 Some(actual) => {
-                    for (col, v) in &row {
+                    for (col, v) in &want {
                         let a = actual.get(col).cloned().unwrap_or(SqlValue::Null);
                         if a != *v {
                             report.divergences.push(Divergence {
                                 table: t.to_string(),
-                                key: key.clone(),
+                                key: key_text(&key, &info.key),
                                 column: col.clone(),
                                 from_events: show(v),
                                 in_table: show(&a),
@@ -516,16 +656,19 @@ pub(crate) fn replay(conn: &Connection, schema: &[&str]) -> Result<ReplayReport,
                 }
             }
         }
-        for key in have.into_keys() {
-            report.divergences.push(Divergence {
-                table: t.to_string(),
-                key,
-                column: "(row)".into(),
-                from_events: "absent".into(),
-                in_table: "present".into(),
-            });
+        for key in rows_not_in(&mem, t, &info, "ledger", "main")? {
+            if row_by_key(&mem, "main", t, &info.columns, &key)?.is_none() {
+                report.divergences.push(Divergence {
+                    table: t.to_string(),
+                    key: key_text(&key, &info.key),
+                    column: "(row)".into(),
+                    from_events: "absent".into(),
+                    in_table: "present".into(),
+                });
+            }
         }
     }
+    mem.execute("DETACH DATABASE ledger", [])?;
     Ok(report)
 }
 

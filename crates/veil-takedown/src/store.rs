@@ -476,7 +476,7 @@ impl Ledger {
     /// Rebuilds the state from the events and lists every difference from the tables.
     pub fn replay(&self) -> Result<crate::replay::ReplayReport, LedgerError> {
         let snapshot = self.conn.unchecked_transaction()?;
-        let r = crate::replay::replay(&self.conn, MIGRATIONS);
+        let r = crate::replay::replay(&self.conn, &self.path, MIGRATIONS);
         snapshot.finish()?;
         r
     }
