@@ -92,7 +92,8 @@ pub fn signed_bytes(v: &Value) -> Vec<u8> {
     out
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lowercase hex of bytes.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

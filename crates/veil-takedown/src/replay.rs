@@ -405,12 +405,8 @@ fn show(v: &SqlValue) -> String {
         SqlValue::Integer(i) => i.to_string(),
         SqlValue::Real(f) => f.to_string(),
         SqlValue::Text(s) => format!("{s:?}"),
-        SqlValue::Blob(b) => format!("x'{}'", veil_ledger_hex(b)),
+        SqlValue::Blob(b) => format!("x'{}'", crate::anchors::hex(b)),
     }
-}
-
-fn veil_ledger_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Applies the `snapshot` and `writes` of one event's payload while it is parsed.
