@@ -23,6 +23,11 @@
 //!   the image; each tile is letterboxed on its own, which makes small people in crowds about 1.7x
 //!   larger for the network. A person cut by a tile border yields a partial box; it is kept
 //!   (over-covering is the safe failure) and usually suppressed by the whole-image box.
+//! - **closer look** (`confirm_below > 0`): a box scoring below it is kept only if the network,
+//!   run again on a square crop of [`CONFIRM_CONTEXT`] times its long side around it
+//!   ([`confirm_crop`]), finds a box overlapping it by [`CONFIRM_IOU`]; a box that crop cannot
+//!   show at least [`CONFIRM_MIN_ZOOM`] times larger is kept unchecked. It removes textures that
+//!   look like a person only at the whole-image scale (README, "Persons").
 //!
 //! Detections are mapped back to image pixels and clipped to their crop and the image. Each pass
 //! is reduced by score-ordered NMS; the passes are then merged by [`merge_prefer_larger`]: of
@@ -61,6 +66,11 @@ pub struct PersonPolicy {
     pub nms_iou: f64,
     /// Also run a 2x2 grid of overlapping tiles on large images (see the module doc).
     pub tiles: bool,
+    /// A detection scoring below this is kept only if a closer look confirms it
+    /// ([`confirm_crop`]); 0 keeps every detection above `threshold`. Off in the detector's own
+    /// default; a run's default is set by its policy (README, "Persons").
+    #[serde(default)]
+    pub confirm_below: f64,
 }
 
 impl Default for PersonPolicy {
@@ -71,8 +81,35 @@ impl Default for PersonPolicy {
             // Off by default: on the shared labels the extra tile pass lowered person recall at
             // IoU 0.5 (71/76 -> 68/76) by splitting people into part boxes; `--person-tiles`.
             tiles: false,
+            confirm_below: 0.0,
         }
     }
+}
+
+/// The closer look at a low-scoring person box is a square crop of this many times the box's
+/// long side, centred on it, letterboxed to the network input on its own.
+pub const CONFIRM_CONTEXT: f64 = 2.0;
+/// A low-scoring box is confirmed by a detection in its crop (at the policy threshold) that
+/// overlaps it by at least this IoU.
+pub const CONFIRM_IOU: f32 = 0.3;
+/// A closer look must show the box at least this much larger than the whole-image pass did;
+/// a box too large for that (a person filling the frame) is kept as it is. Looking again at
+/// nearly the same scale only re-rolls a score that sits near the threshold.
+pub const CONFIRM_MIN_ZOOM: f64 = 1.5;
+
+/// The crop (`x, y, w, h` in whole source pixels) that confirms or rejects `b` in an image of
+/// `w x h`: a square of [`CONFIRM_CONTEXT`] times the box's long side centred on the box,
+/// clipped to the image. A real person seen larger is found again; a texture that looked like
+/// one at the whole-image scale usually is not (README, "Persons").
+pub fn confirm_crop(b: &BBox, w: u32, h: u32) -> (f64, f64, f64, f64) {
+    let side = f64::from(b.width().max(b.height())) * CONFIRM_CONTEXT;
+    let (cx, cy) = b.center();
+    let (cx, cy) = (f64::from(cx), f64::from(cy));
+    let x0 = (cx - side / 2.0).floor().clamp(0.0, f64::from(w));
+    let y0 = (cy - side / 2.0).floor().clamp(0.0, f64::from(h));
+    let x1 = (cx + side / 2.0).ceil().clamp(0.0, f64::from(w));
+    let y1 = (cy + side / 2.0).ceil().clamp(0.0, f64::from(h));
+    (x0, y0, x1 - x0, y1 - y0)
 }
 
 /// How a crop of `src_w x src_h` pixels is scaled into the network input.
@@ -548,31 +585,69 @@ pub fn detect_in_crops(
     let single = crops.len() == 1;
     let mut all = Vec::new();
     for crop in crops {
-        let (cx, cy, cw, ch) = crop;
         let (found, ratio) = run(crop)?;
-        let back = (1.0 / ratio) as f32;
-        let dets: Vec<Detection> = found
-            .into_iter()
-            .map(|(b, score)| Detection {
-                bbox: b
-                    .rescaled(back, back)
-                    .clipped(cw as f32, ch as f32)
-                    .translated(cx as f32, cy as f32)
-                    .clipped(w as f32, h as f32)
-                    .rounded(),
-                score: (score * 10_000.0).round() / 10_000.0,
-                class: ObjectClass::Person,
-                model: model.to_string(),
-            })
-            .filter(|d| d.bbox.area() > 0.0)
-            .collect();
-        all.extend(nms(dets, iou));
+        all.extend(nms(to_image(found, ratio, crop, w, h, model), iou));
     }
-    Ok(if single {
+    let found = if single {
         all
     } else {
         merge_prefer_larger(all, iou)
-    })
+    };
+    if policy.confirm_below <= 0.0 {
+        return Ok(found);
+    }
+    // The closer look: a box below `confirm_below` stays only if its own crop finds it again.
+    let fit = |cw: f64, ch: f64| (f64::from(input_w) / cw).min(f64::from(input_h) / ch);
+    let mut kept = Vec::with_capacity(found.len());
+    for d in found {
+        if f64::from(d.score) >= policy.confirm_below {
+            kept.push(d);
+            continue;
+        }
+        let crop = confirm_crop(&d.bbox, w, h);
+        let zoom = fit(crop.2, crop.3) / fit(f64::from(w), f64::from(h));
+        if crop.2 < 1.0 || crop.3 < 1.0 || zoom < CONFIRM_MIN_ZOOM {
+            kept.push(d);
+            continue;
+        }
+        let (again, ratio) = run(crop)?;
+        if to_image(again, ratio, crop, w, h, model)
+            .iter()
+            .any(|a| a.bbox.iou(&d.bbox) >= CONFIRM_IOU)
+        {
+            kept.push(d);
+        }
+    }
+    Ok(kept)
+}
+
+/// Boxes found in `crop` (network-input pixels, letterboxed by `ratio`) as person detections in
+/// image pixels, clipped to the crop and the image.
+fn to_image(
+    found: Vec<(BBox, f32)>,
+    ratio: f64,
+    crop: (f64, f64, f64, f64),
+    w: u32,
+    h: u32,
+    model: &str,
+) -> Vec<Detection> {
+    let (cx, cy, cw, ch) = crop;
+    let back = (1.0 / ratio) as f32;
+    found
+        .into_iter()
+        .map(|(b, score)| Detection {
+            bbox: b
+                .rescaled(back, back)
+                .clipped(cw as f32, ch as f32)
+                .translated(cx as f32, cy as f32)
+                .clipped(w as f32, h as f32)
+                .rounded(),
+            score: (score * 10_000.0).round() / 10_000.0,
+            class: ObjectClass::Person,
+            model: model.to_string(),
+        })
+        .filter(|d| d.bbox.area() > 0.0)
+        .collect()
 }
 
 #[cfg(test)]
@@ -862,6 +937,99 @@ mod tests {
             vec![cut],
             "what score-NMS would do"
         );
+    }
+
+    type Crop = (f64, f64, f64, f64);
+    type Found = Result<(Vec<(BBox, f32)>, f64), DetectError>;
+
+    /// A fake network for [`detect_in_crops`]: the whole image finds a sure person and a
+    /// doubtful one; a crop finds whatever of `seen_again` lies inside it (input = crop, ratio 1).
+    fn run_fake(seen_again: Vec<BBox>, calls: &mut Vec<Crop>) -> impl FnMut(Crop) -> Found + '_ {
+        move |crop| {
+            calls.push(crop);
+            if crop == (0.0, 0.0, 400.0, 300.0) {
+                return Ok((
+                    vec![
+                        (BBox::new(10.0, 10.0, 60.0, 150.0), 0.8),
+                        (BBox::new(200.0, 100.0, 240.0, 200.0), 0.35),
+                    ],
+                    1.0,
+                ));
+            }
+            let (x, y, w, h) = crop;
+            let inside = seen_again
+                .iter()
+                .filter(|b| b.x1 as f64 >= x && b.x2 as f64 <= x + w)
+                .map(|b| {
+                    (
+                        b.translated(-x as f32, -y as f32)
+                            .clipped(w as f32, h as f32),
+                        0.5,
+                    )
+                })
+                .collect();
+            Ok((inside, 1.0))
+        }
+    }
+
+    #[test]
+    fn a_doubtful_person_stays_only_if_its_closer_look_finds_it_again() {
+        let img = RgbImage::new(400, 300);
+        let policy = PersonPolicy {
+            confirm_below: 0.5,
+            ..PersonPolicy::default()
+        };
+        // Seen again in its crop: kept, and only the doubtful box got a second look.
+        let mut calls = Vec::new();
+        let again = vec![BBox::new(198.0, 98.0, 242.0, 202.0)];
+        let found =
+            detect_in_crops(&img, &policy, 416, 416, "m", run_fake(again, &mut calls)).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            calls.len(),
+            2,
+            "one closer look, for the 0.35 box: {calls:?}"
+        );
+        assert_eq!(
+            calls[1],
+            confirm_crop(&BBox::new(200.0, 100.0, 240.0, 200.0), 400, 300)
+        );
+        // Not seen again: dropped; the sure box is kept without a second look.
+        let mut calls = Vec::new();
+        let found =
+            detect_in_crops(&img, &policy, 416, 416, "m", run_fake(vec![], &mut calls)).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].score, 0.8);
+        assert_eq!(calls.len(), 2);
+        // A box whose crop would be almost the whole image cannot be seen closer: kept as is.
+        let mut calls = Vec::new();
+        let tall = |crop: (f64, f64, f64, f64)| {
+            calls.push(crop);
+            Ok((vec![(BBox::new(150.0, 10.0, 260.0, 290.0), 0.31)], 1.0))
+        };
+        let found = detect_in_crops(&img, &policy, 416, 416, "m", tall).unwrap();
+        assert_eq!((found.len(), calls.len()), (1, 1), "{calls:?}");
+        // Off: every box above the threshold is kept and nothing is run twice.
+        let mut calls = Vec::new();
+        let off = PersonPolicy::default();
+        let found =
+            detect_in_crops(&img, &off, 416, 416, "m", run_fake(vec![], &mut calls)).unwrap();
+        assert_eq!((found.len(), calls.len()), (2, 1));
+    }
+
+    #[test]
+    fn the_closer_look_is_a_square_twice_the_long_side_clipped_to_the_image() {
+        // 40 x 100 box centred at (220, 150): a 200 px square from (120, 50).
+        let c = confirm_crop(&BBox::new(200.0, 100.0, 240.0, 200.0), 400, 300);
+        assert_eq!(c, (120.0, 50.0, 200.0, 200.0));
+        // Near a corner the square is cut by the image.
+        let c = confirm_crop(&BBox::new(0.0, 0.0, 30.0, 60.0), 400, 300);
+        assert_eq!(c, (0.0, 0.0, 75.0, 90.0));
+        // Whole pixels whatever the box.
+        let c = confirm_crop(&BBox::new(10.3, 20.7, 15.1, 29.9), 400, 300);
+        for v in [c.0, c.1, c.2, c.3] {
+            assert_eq!(v, v.round());
+        }
     }
 
     #[test]

@@ -364,6 +364,7 @@ pub fn load_detectors_for(
                     let policy = PersonPolicy {
                         threshold: cfg.policy.person.threshold,
                         tiles: cfg.person_tiles,
+                        confirm_below: cfg.policy.person_confirm_below,
                         ..PersonPolicy::default()
                     };
                     let model = if spec.family == Family::Yolox {

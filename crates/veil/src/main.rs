@@ -180,6 +180,10 @@ struct DetectArgs {
     /// default because it splits large people into part boxes).
     #[arg(long)]
     person_tiles: bool,
+    /// Persons: a box scoring below this is kept only if the detector finds it again in a crop
+    /// twice its size around it (default 0.5; 0 keeps every box above --person-threshold).
+    #[arg(long)]
+    person_confirm_below: Option<f64>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -365,6 +369,9 @@ fn detector_config(
     }
     if let Some(h) = head {
         policy.head_fallback = h;
+    }
+    if let Some(c) = d.person_confirm_below {
+        policy.person_confirm_below = c;
     }
     policy.validate()?;
     let (mut faces, mut persons) = (false, false);
