@@ -567,7 +567,8 @@ impl Yolox {
 /// A letterboxing person detector over the crops of `policy` ([`plan_crops`]): `run` turns a
 /// crop into boxes in network-input pixels with scores, and the letterbox ratio it used; the
 /// boxes are mapped back to image pixels and clipped, reduced by NMS per crop, and the crops
-/// merged preferring the larger box ([`merge_prefer_larger`]). Shared by YOLOX and NanoDet.
+/// merged preferring the larger box ([`merge_prefer_larger`]); with `confirm_below`, doubtful boxes
+/// then get their closer look (module doc). Shared by YOLOX and NanoDet.
 pub fn detect_in_crops(
     img: &RgbImage,
     policy: &PersonPolicy,
