@@ -96,6 +96,10 @@ pub const CONFIRM_IOU: f32 = 0.3;
 /// a box too large for that (a person filling the frame) is kept as it is. Looking again at
 /// nearly the same scale only re-rolls a score that sits near the threshold.
 pub const CONFIRM_MIN_ZOOM: f64 = 1.5;
+/// At most this many closer looks per image (one network run each); doubtful boxes beyond them,
+/// the lowest-scoring ones, are kept unchecked. The most any shared photo needs is 6; the
+/// cap only bounds the time a hostile image can cost, and errs towards obfuscating.
+pub const CONFIRM_MAX_LOOKS: usize = 64;
 
 /// The crop (`x, y, w, h` in whole source pixels) that confirms or rejects `b` in an image of
 /// `w x h`: a square of [`CONFIRM_CONTEXT`] times the box's long side centred on the box,
@@ -600,6 +604,10 @@ pub fn detect_in_crops(
     // The closer look: a box below `confirm_below` stays only if its own crop finds it again.
     let fit = |cw: f64, ch: f64| (f64::from(input_w) / cw).min(f64::from(input_h) / ch);
     let mut kept = Vec::with_capacity(found.len());
+    let mut looks = 0;
+    // Highest scores first, so that the cap leaves the least likely boxes unchecked (and kept).
+    let mut found = found;
+    found.sort_by(|a, b| b.score.total_cmp(&a.score));
     for d in found {
         if f64::from(d.score) >= policy.confirm_below {
             kept.push(d);
@@ -607,10 +615,11 @@ pub fn detect_in_crops(
         }
         let crop = confirm_crop(&d.bbox, w, h);
         let zoom = fit(crop.2, crop.3) / fit(f64::from(w), f64::from(h));
-        if crop.2 < 1.0 || crop.3 < 1.0 || zoom < CONFIRM_MIN_ZOOM {
+        if crop.2 < 1.0 || crop.3 < 1.0 || zoom < CONFIRM_MIN_ZOOM || looks >= CONFIRM_MAX_LOOKS {
             kept.push(d);
             continue;
         }
+        looks += 1;
         let (again, ratio) = run(crop)?;
         if to_image(again, ratio, crop, w, h, model)
             .iter()
@@ -1016,6 +1025,38 @@ mod tests {
         let found =
             detect_in_crops(&img, &off, 416, 416, "m", run_fake(vec![], &mut calls)).unwrap();
         assert_eq!((found.len(), calls.len()), (2, 1));
+    }
+
+    /// A photo full of doubtful boxes gets at most [`CONFIRM_MAX_LOOKS`] closer looks, the
+    /// highest scores first; the rest are kept unchecked.
+    #[test]
+    fn closer_looks_are_capped_per_image_and_the_unchecked_boxes_are_kept() {
+        let img = RgbImage::new(4000, 3000);
+        let policy = PersonPolicy {
+            confirm_below: 0.5,
+            ..PersonPolicy::default()
+        };
+        let n = CONFIRM_MAX_LOOKS + 6;
+        let whole: Vec<(BBox, f32)> = (0..n)
+            .map(|i| {
+                let (x, y) = ((i % 20) as f32 * 100.0, (i / 20) as f32 * 100.0);
+                (BBox::new(x, y, x + 10.0, y + 20.0), 0.49 - i as f32 * 0.001)
+            })
+            .collect();
+        let mut calls = 0;
+        let run = |crop: (f64, f64, f64, f64)| {
+            calls += 1;
+            if crop == (0.0, 0.0, 4000.0, 3000.0) {
+                Ok((whole.clone(), 1.0))
+            } else {
+                Ok((Vec::new(), 1.0))
+            }
+        };
+        let found = detect_in_crops(&img, &policy, 416, 416, "m", run).unwrap();
+        assert_eq!(calls, 1 + CONFIRM_MAX_LOOKS);
+        assert_eq!(found.len(), 6, "{found:?}");
+        let lowest_checked = 0.49 - (CONFIRM_MAX_LOOKS - 1) as f32 * 0.001;
+        assert!(found.iter().all(|d| d.score < lowest_checked));
     }
 
     #[test]
