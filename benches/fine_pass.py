@@ -12,9 +12,10 @@ of quality.py (IoU 0.3, greedy by score, ignore boxes neither TP nor FP):
      tile's core; a detection counts only when its centre is in that core and it does not touch an
      inner tile edge (so that a face cut by a tile edge is not a second, partial box).
   2. **lower fine scales** (1.5x, 1.75x instead of 2x).
-  3. **INT8**: ONNX Runtime's own static quantisation (QDQ, calibrated with MinMax on 14 shared
-     photos), per tensor and per channel (the model converted to opset 13 first), timed on a
-     1024x768 input with one thread.
+  3. **INT8**: ONNX Runtime's own static quantisation (QDQ, activations calibrated on 14 shared
+     photos): per tensor with MinMax, and per channel (the model converted to opset 13 first) with
+     each calibrator of `--int8-methods`, optionally keeping the first N convolutions in float
+     (`--int8-float-first`); each timed on a 1024x768 input with one and two threads.
 
 It prints recall, false boxes and network pixels per variant (relative to the coarse pass alone)
 and writes benches/results/fine_pass-DATE.json. The stress set is the one benches/quality.py
@@ -22,6 +23,7 @@ draws; make it first:
 
     python3 benches/quality.py --skip-labelled --work /tmp/q      # writes /tmp/q/stress
     python3 benches/fine_pass.py --stress /tmp/q/stress
+    python3 benches/fine_pass.py --stress /tmp/q/stress --thresholds '' --scales ''   # INT8 only
 
 The full fine pass here uses square 1024 px tiles at 2x with 160 px overlap, as veil did before
 fitted fine tiles; detections at the policy threshold 0.4, merged by NMS at 0.3.
@@ -169,33 +171,48 @@ variants += [(f"gated t={t} tile {T}/{O}", 2.0, (t, T, O), MODEL) for t in cfg["
 if cfg["int8"]:
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantType, QuantFormat
+    from onnxruntime.quantization import (quantize_static, CalibrationDataReader, CalibrationMethod, QuantType,
+                                          QuantFormat)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     class Calib(CalibrationDataReader):
+        """14 shared photos (2x when small, as the fine pass sees them) on one 1024x768 canvas each:
+        the histogram calibrators (Entropy, Percentile) need inputs of one shape."""
         def __init__(self):
             items = []
             for p in sorted(glob.glob(os.path.join(FACES, "*")))[:10] + sorted(glob.glob(os.path.join(NEG, "*")))[:4]:
                 im = load(p); w, h = im.size; k = 2 if w * h < 400000 else 1
                 im = im.resize((rup(w * k), rup(h * k)))
-                items.append({"input.1": np.asarray(im, dtype=np.float32).transpose(2, 0, 1)[None]})
+                c = Image.new("RGB", (1024, 768)); c.paste(im.crop((0, 0, min(1024, im.size[0]), min(768, im.size[1]))))
+                items.append({"input.1": np.asarray(c, dtype=np.float32).transpose(2, 0, 1)[None]})
             self.it = iter(items)
         def get_next(self): return next(self.it, None)
     pre = os.path.join(WORK, "pre.onnx"); quant_pre_process(MODEL, pre, skip_symbolic_shape=True)
+    m13 = version_converter.convert_version(onnx.load(pre), 13)
+    for i, n in enumerate(m13.graph.node): n.name = f"n{i}"  # nodes_to_exclude needs names
+    o13 = os.path.join(WORK, "opset13.onnx"); onnx.save(m13, o13)
+    convs = [n.name for n in m13.graph.node if n.op_type in ("Conv", "ConvTranspose")]
     pt = os.path.join(WORK, "int8_tensor.onnx")
     quantize_static(pre, pt, Calib(), quant_format=QuantFormat.QDQ, per_channel=False,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    o13 = os.path.join(WORK, "opset13.onnx"); onnx.save(version_converter.convert_version(onnx.load(pre), 13), o13)
-    pc = os.path.join(WORK, "int8_channel.onnx")
-    quantize_static(o13, pc, Calib(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    variants += [("INT8 per tensor, full 2x", 2.0, None, pt), ("INT8 per channel, full 2x", 2.0, None, pc)]
+    q = [("INT8 per tensor MinMax, full 2x", pt)]
+    for meth in cfg["int8_methods"]:
+        for first in cfg["int8_float_first"]:
+            pc = os.path.join(WORK, f"int8_channel_{meth}_{first}.onnx")
+            extra = {"CalibPercentile": 99.999} if meth == "Percentile" else {}
+            quantize_static(o13, pc, Calib(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, meth), extra_options=extra,
+                            nodes_to_exclude=convs[:first])
+            q.append((f"INT8 per channel {meth}" + (f", first {first} convs float" if first else "") + ", full 2x", pc))
+    variants += [(label, 2.0, None, path) for label, path in q]
     x = np.random.RandomState(0).rand(1, 3, 768, 1024).astype(np.float32) * 255
     speed = {}
-    for label, path in [("float", MODEL), ("int8 per tensor", pt), ("int8 per channel", pc)]:
-        t1 = session(path, threads=1); t1.run(None, {"input.1": x}); t0 = time.perf_counter()
-        for _ in range(3): t1.run(None, {"input.1": x})
-        speed[label] = round((time.perf_counter() - t0) / 3, 4)
-    out["int8_seconds_1024x768_one_thread"] = speed
+    for label, path in [("float", MODEL)] + q:
+        for threads in (1, 2):
+            t1 = session(path, threads=threads); t1.run(None, {"input.1": x}); t0 = time.perf_counter()
+            for _ in range(3): t1.run(None, {"input.1": x})
+            speed[f"{label.replace(', full 2x', '')}, {threads} thread(s)"] = round((time.perf_counter() - t0) / 3, 4)
+    out["int8_seconds_1024x768"] = speed
 
 for label, fs, gate, path in variants:
     sv = s if path == MODEL else session(path)
@@ -215,6 +232,8 @@ def main() -> int:
     ap.add_argument("--tiles", default="256/64")
     ap.add_argument("--scales", default="1.5,1.75")
     ap.add_argument("--no-int8", action="store_true")
+    ap.add_argument("--int8-methods", default="MinMax,Entropy,Percentile", help="calibrators, per channel")
+    ap.add_argument("--int8-float-first", default="0,8", help="per channel variants keep the first N convs in float")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     a = ap.parse_args()
     shared = Path(a.shared)
@@ -228,6 +247,8 @@ def main() -> int:
         "tiles": [[int(v) for v in t.split("/")] for t in a.tiles.split(",") if t],
         "scales": [float(s) for s in a.scales.split(",") if s],
         "int8": not a.no_int8,
+        "int8_methods": [m for m in a.int8_methods.split(",") if m],
+        "int8_float_first": [int(v) for v in a.int8_float_first.split(",") if v],
     }
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "veil-fine-pass"
     work.mkdir(parents=True, exist_ok=True)
