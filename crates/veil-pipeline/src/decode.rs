@@ -1,6 +1,12 @@
 //! Decoding untrusted image bytes: pixel cap checked from the header before any pixel buffer is
 //! allocated, decoder panics contained, EXIF orientation applied so everything downstream works
 //! on the upright image.
+//!
+//! JPEG is decoded strictly: the lenient decode `image` does fills what follows damaged
+//! entropy-coded data with grey, while libjpeg-based viewers resynchronise at the next restart
+//! marker and show the picture. Detecting on the grey and then keeping the source's compressed
+//! data (the strip path) would publish a face nobody looked at, so damaged JPEG data fails the
+//! image ([`check_jpeg_strict`]).
 
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -79,6 +85,28 @@ pub fn header_pixels(bytes: &[u8], format: ImageFormat) -> Option<u64> {
     .flatten()
 }
 
+/// Decodes a JPEG's scans in strict mode and fails on any damage a lenient decoder would paper
+/// over: a marker inside entropy-coded data, restart markers out of order, data ending before the
+/// last MCU, stray bytes between segments. The pixels are dropped; this only says whether every
+/// decoder can be expected to see the same picture.
+pub fn check_jpeg_strict(bytes: &[u8], max_pixels: u64) -> Result<(), String> {
+    let side = usize::try_from(max_pixels.min(u32::MAX as u64)).unwrap_or(usize::MAX);
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(side)
+        .set_max_height(side);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    decoder.decode().map(|_| ()).map_err(|e| {
+        format!(
+            "damaged JPEG data ({e}): viewers may show more of it than veil can decode, so it is \
+             not processed; repair or re-export the file and run again"
+        )
+    })
+}
+
 fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Decoded, String> {
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
@@ -95,6 +123,9 @@ fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<De
     }
     if pixels == 0 {
         return Err("image has no pixels".into());
+    }
+    if format == ImageFormat::Jpeg {
+        check_jpeg_strict(bytes, max_pixels)?;
     }
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
     let icc_profile = decoder.icc_profile().ok().flatten();
@@ -236,5 +267,64 @@ mod tests {
                 assert!(decode(bytes, f, 1 << 20).is_err());
             }
         }
+    }
+
+    /// A 128x128 textured JPEG with a restart marker every MCU row (8 MCUs at 4:2:0).
+    fn jpeg_with_restarts() -> Vec<u8> {
+        let img = RgbImage::from_fn(128, 128, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x ^ y) * 3) as u8])
+        });
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        enc.set_restart_interval(8);
+        enc.encode(img.as_raw(), 128, 128, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        out
+    }
+
+    /// Offset of the first byte of entropy-coded data (after the SOS segment).
+    fn scan_start(jpeg: &[u8]) -> usize {
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        sos + 2 + u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]) as usize
+    }
+
+    #[test]
+    fn an_intact_jpeg_with_restart_markers_decodes() {
+        let jpeg = jpeg_with_restarts();
+        assert!(check_jpeg_strict(&jpeg, 1 << 20).is_ok());
+        assert!(decode(&jpeg, ImageFormat::Jpeg, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn a_stray_restart_marker_in_the_scan_fails_the_jpeg() {
+        // libjpeg resynchronises and shows the picture; a lenient decode shows grey.
+        let mut jpeg = jpeg_with_restarts();
+        let at = scan_start(&jpeg);
+        jpeg.splice(at..at, [0xFF, 0xD3]);
+        let err = decode(&jpeg, ImageFormat::Jpeg, 1 << 20).unwrap_err();
+        assert!(err.contains("damaged JPEG data"), "{err}");
+    }
+
+    #[test]
+    fn a_first_restart_interval_overwritten_with_stuffed_bytes_fails_the_jpeg() {
+        let mut jpeg = jpeg_with_restarts();
+        let at = scan_start(&jpeg);
+        let rst = at
+            + jpeg[at..]
+                .windows(2)
+                .position(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+                .unwrap();
+        for pair in jpeg[at..rst].chunks_exact_mut(2) {
+            pair.copy_from_slice(&[0xFF, 0x00]);
+        }
+        let err = decode(&jpeg, ImageFormat::Jpeg, 1 << 20).unwrap_err();
+        assert!(err.contains("damaged JPEG data"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_jpeg_fails() {
+        let jpeg = jpeg_with_restarts();
+        let cut = &jpeg[..scan_start(&jpeg) + (jpeg.len() - scan_start(&jpeg)) / 2];
+        assert!(decode(cut, ImageFormat::Jpeg, 1 << 20).is_err());
     }
 }
