@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, LargeBinaryArray, RecordBatch, StructArray,
 };
@@ -58,9 +59,15 @@ fn holds_binary(t: &DataType) -> bool {
         | DataType::BinaryView
         | DataType::FixedSizeBinary(_) => true,
         DataType::Struct(fields) => fields.iter().any(|f| holds_binary(f.data_type())),
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            holds_binary(f.data_type())
-        }
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => holds_binary(f.data_type()),
+        DataType::Dictionary(_, v) => holds_binary(v),
+        DataType::RunEndEncoded(_, v) => holds_binary(v.data_type()),
+        DataType::Union(fields, _) => fields.iter().any(|(_, f)| holds_binary(f.data_type())),
         _ => false,
     }
 }
@@ -189,11 +196,69 @@ fn replace_images(
     }
 }
 
-/// The first cell outside the image column's bytes that holds an image or an archive: `(column,
-/// row)`. Such a cell would pass through unredacted, so the table fails instead.
-fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize)> {
-    fn scan(name: &str, a: &dyn Array, skip: Option<usize>) -> Option<(String, usize)> {
-        if let Some(s) = a.as_any().downcast_ref::<StructArray>() {
+/// The first cell outside the image column's bytes that holds an image, an archive or an image
+/// data URI, or a value veil cannot look into: `(column, row, what)`. Such a cell would pass
+/// through unredacted, so the table fails instead. Lists, maps and dictionaries are looked into;
+/// binary, view and fixed-size binary cells are sniffed; strings are checked for images written
+/// as `data:image/...` URIs or bare base64 JPEG or PNG.
+fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize, &'static str)> {
+    const IMAGE: &str = "an image (or an archive)";
+    const OPAQUE: &str =
+        "values of a type veil cannot look into (a union or run-end encoded column)";
+    fn hit(b: &[u8]) -> bool {
+        crate::archives::looks_like_image(b) || crate::archives::sniff(b).is_some()
+    }
+    fn text_hit(t: &str) -> bool {
+        let t = t.trim_start();
+        t.get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("data:image/"))
+            || t.starts_with("/9j/")
+            || t.starts_with("iVBORw0KGgo")
+    }
+    /// Whether a cell of `a` (a leaf) holds an image; `None` when `a` is not a byte or string type.
+    fn leaf(a: &dyn Array, r: usize) -> Option<bool> {
+        if let Some(b) = bytes_at(a, r) {
+            return Some(hit(b));
+        }
+        if let Some(v) = a.as_binary_view_opt() {
+            return Some(hit(v.value(r)));
+        }
+        if let Some(v) = a.as_fixed_size_binary_opt() {
+            return Some(hit(v.value(r)));
+        }
+        if let Some(v) = a.as_string_opt::<i32>() {
+            return Some(text_hit(v.value(r)));
+        }
+        if let Some(v) = a.as_string_opt::<i64>() {
+            return Some(text_hit(v.value(r)));
+        }
+        a.as_string_view_opt().map(|v| text_hit(v.value(r)))
+    }
+    /// The list-like cell `r` of `a` as an array, `None` when `a` is not list-like.
+    fn cell(a: &dyn Array, r: usize) -> Option<ArrayRef> {
+        if let Some(l) = a.as_list_opt::<i32>() {
+            return Some(l.value(r));
+        }
+        if let Some(l) = a.as_list_opt::<i64>() {
+            return Some(l.value(r));
+        }
+        if let Some(l) = a.as_list_view_opt::<i32>() {
+            return Some(l.value(r));
+        }
+        if let Some(l) = a.as_list_view_opt::<i64>() {
+            return Some(l.value(r));
+        }
+        if let Some(l) = a.as_fixed_size_list_opt() {
+            return Some(l.value(r));
+        }
+        a.as_map_opt().map(|m| Arc::new(m.value(r)) as ArrayRef)
+    }
+    fn scan(
+        name: &str,
+        a: &dyn Array,
+        skip: Option<usize>,
+    ) -> Option<(String, usize, &'static str)> {
+        if let Some(s) = a.as_struct_opt() {
             return s.columns().iter().enumerate().find_map(|(i, c)| {
                 if Some(i) == skip {
                     return None;
@@ -205,10 +270,29 @@ fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize
                 )
             });
         }
+        if let Some(d) = a.as_any_dictionary_opt() {
+            // A dictionary's values are shared by rows; report the first row that uses the hit.
+            let (n, v, what) = scan(name, d.values().as_ref(), None)?;
+            let keys = d.normalized_keys();
+            let row = (0..a.len())
+                .find(|&r| !a.is_null(r) && keys[r] == v)
+                .unwrap_or(0);
+            return Some((n, row, what));
+        }
+        if matches!(
+            a.data_type(),
+            DataType::Union(..) | DataType::RunEndEncoded(..)
+        ) {
+            return (!a.is_empty()).then(|| (name.to_string(), 0, OPAQUE));
+        }
         (0..a.len()).find_map(|r| {
-            let b = bytes_at(a, r)?;
-            (crate::archives::looks_like_image(b) || crate::archives::sniff(b).is_some())
-                .then(|| (name.to_string(), r))
+            if a.is_null(r) {
+                return None;
+            }
+            if let Some(c) = cell(a, r) {
+                return scan(&format!("{name}[]"), c.as_ref(), None).map(|(n, _, w)| (n, r, w));
+            }
+            leaf(a, r)?.then(|| (name.to_string(), r, IMAGE))
         })
     }
     let schema = batch.schema();
@@ -466,13 +550,14 @@ pub fn rewrite_table(
                 Ok(b) => b,
                 Err(e) => return Err((FailureStage::Decode, e, results)),
             };
-            if let Some((column, r)) = stray_image(&batch, which) {
+            if let Some((column, r, what)) = stray_image(&batch, which) {
                 return Err((
                     FailureStage::Decode,
                     format!(
-                        "column `{column}` row {} holds an image (or an archive) outside the \
-                         image column, which veil would pass through unredacted; name the \
-                         column with --image-column, or remove it",
+                        "column `{column}` row {} holds {what} outside the image column, which \
+                         veil would pass through unredacted; name the column with \
+                         --image-column if it is the only image column, or remove it (veil \
+                         redacts one image column per table, and no images inside lists)",
                         first_row + r
                     ),
                     results,

@@ -232,32 +232,32 @@ fn a_table_with_an_unrecognised_binary_column_is_refused_unless_named() {
     assert!(out2.join("t.parquet").is_file());
 }
 
-/// An image outside the image column (a second binary column of thumbnails) would pass through
-/// unredacted: the table fails as a whole, naming the column, and nothing is written.
-#[test]
-fn an_image_in_another_column_fails_the_table() {
+fn small_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Redacts a one-row table of an `image` column and `other`; asserts the table fails as a whole,
+/// naming `expect` (column and row), and that nothing is written.
+fn table_with_other_column_fails(other: Field, values: ArrayRef, expect: &str) {
     let t = tempfile::tempdir().unwrap();
     let input = t.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
-    let png = {
-        let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let mut out = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-            .unwrap();
-        out
-    };
+    let png = small_png();
     let schema = Arc::new(Schema::new(vec![
         Field::new("image", DataType::Struct(image_fields()), true),
-        Field::new("thumbnail", DataType::Binary, true),
+        other,
     ]));
     let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
     let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.png"]));
     let image: ArrayRef =
         Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
-    let thumb: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
     let file = std::fs::File::create(input.join("t.parquet")).unwrap();
     let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
-    w.write(&RecordBatch::try_new(schema, vec![image, thumb]).unwrap())
+    w.write(&RecordBatch::try_new(schema, vec![image, values]).unwrap())
         .unwrap();
     w.close().unwrap();
     let out = t.path().join("out");
@@ -268,12 +268,76 @@ fn an_image_in_another_column_fails_the_table() {
         .find(|r| r["path"] == "t.parquet")
         .unwrap();
     assert_eq!(r["status"], "failed");
-    assert!(
-        r["error"]
-            .as_str()
-            .unwrap()
-            .contains("column `thumbnail` row 0"),
-        "{r}"
-    );
+    assert!(r["error"].as_str().unwrap().contains(expect), "{r}");
     assert!(!out.join("t.parquet").exists());
+}
+
+/// An image outside the image column (a second binary column of thumbnails) would pass through
+/// unredacted: the table fails as a whole, naming the column, and nothing is written.
+#[test]
+fn an_image_in_another_column_fails_the_table() {
+    let thumb: ArrayRef = Arc::new(BinaryArray::from_iter_values([small_png().as_slice()]));
+    table_with_other_column_fails(
+        Field::new("thumbnail", DataType::Binary, true),
+        thumb,
+        "column `thumbnail` row 0",
+    );
+}
+
+/// The same in a binary view column, which the first check did not look at.
+#[test]
+fn an_image_in_a_binary_view_column_fails_the_table() {
+    let png = small_png();
+    let thumb: ArrayRef = Arc::new(arrow_array::BinaryViewArray::from_iter_values([
+        png.as_slice()
+    ]));
+    table_with_other_column_fails(
+        Field::new("thumb", DataType::BinaryView, true),
+        thumb,
+        "column `thumb` row 0",
+    );
+}
+
+/// A list of `{bytes, path}` images next to the image column (crops, extra views): each would
+/// pass through unredacted.
+#[test]
+fn images_in_a_list_column_fail_the_table() {
+    let png = small_png();
+    let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([
+        b"not an image".as_slice(),
+        png.as_slice(),
+    ]));
+    let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.txt", "crop.png"]));
+    let crops: ArrayRef =
+        Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
+    let item = Arc::new(Field::new("item", DataType::Struct(image_fields()), true));
+    let list: ArrayRef = Arc::new(
+        arrow_array::ListArray::try_new(
+            item.clone(),
+            arrow_buffer::OffsetBuffer::from_lengths([2]),
+            crops,
+            None,
+        )
+        .unwrap(),
+    );
+    table_with_other_column_fails(
+        Field::new("crops", DataType::List(item), true),
+        list,
+        "column `crops[].bytes` row 0",
+    );
+}
+
+/// An image written into a string column as a data URI.
+#[test]
+fn an_image_data_uri_in_a_string_column_fails_the_table() {
+    let uri = format!(
+        "data:image/png;base64,{}",
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    );
+    let col: ArrayRef = Arc::new(StringArray::from_iter_values([uri.as_str()]));
+    table_with_other_column_fails(
+        Field::new("preview", DataType::Utf8, true),
+        col,
+        "column `preview` row 0",
+    );
 }
