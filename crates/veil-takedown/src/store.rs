@@ -31,6 +31,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 /// The schema version this build writes.
@@ -634,6 +635,41 @@ fn schema_version(conn: &Connection) -> Result<u32, LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_4_keeps_every_tombstone_and_holds_one_per_release() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            db.execute_batch(sql).unwrap();
+        }
+        crate::replay::install(&db).unwrap();
+        db.execute_batch(
+            "INSERT INTO datasets (name) VALUES ('d');
+             INSERT INTO requests (id, dataset, whole_dataset, scope, requester, contact, basis,
+                 note, received_at, due, policy, status, updated_at)
+             VALUES ('TD-1', 'd', 0, '{}', 'r', 'c', 'b', '', 't', 't', 'default', 'applied', 't');
+             INSERT INTO tombstones VALUES ('TD-1', 'd', '2', '3', 'a.jpg', 2, 'aa', NULL);",
+        )
+        .unwrap();
+        db.execute_batch(MIGRATIONS[3]).unwrap();
+        crate::replay::install(&db).unwrap();
+        let kept: (String, String) = db
+            .query_row("SELECT version, blake3 FROM tombstones", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("2".into(), "aa".into()));
+        // The same path withdrawn from release 1 too, with that release's bytes.
+        db.execute_batch(
+            "INSERT INTO tombstones VALUES ('TD-1', 'd', '1', '3', 'a.jpg', 2, 'bb', NULL);",
+        )
+        .unwrap();
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM tombstones", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 
     #[test]
     fn pinned_event_hash() {

@@ -570,8 +570,12 @@ pub fn takedown(cmd: TakedownCommand, l: &LedgerArg) -> Result<i32> {
             if let Some((v, rootv)) = &r.new_release {
                 println!("{id}: new release {}@{v} (Merkle root {rootv})", r.dataset);
             }
+            // One tombstone per release that held an item: count the paths once.
+            let paths: std::collections::BTreeSet<&str> =
+                r.tombstones.iter().map(|t| t.path.as_str()).collect();
             println!(
-                "{id}: {} items withdrawn; releases withdrawn: {}",
+                "{id}: {} items withdrawn ({} release copies tombstoned); releases withdrawn: {}",
+                paths.len(),
                 r.tombstones.len(),
                 r.withdrawn_releases.join(", ")
             );

@@ -71,22 +71,14 @@ impl Ledger {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            // The withdrawn items that were in a release this recipient received.
-            let mut items: Vec<&TombstoneRow> = Vec::new();
-            for t in &tombs {
-                let mut held = false;
-                for (v, _) in got {
-                    held |= self
-                        .conn
-                        .prepare_cached(
-                            "SELECT 1 FROM items WHERE dataset = ?1 AND version = ?2 AND path = ?3",
-                        )?
-                        .exists(params![req.dataset, v, t.path])?;
-                }
-                if held {
-                    items.push(t);
-                }
-            }
+            // The withdrawn items of the releases this recipient received, with those releases'
+            // bytes (the same bytes once, however many of them held it).
+            let mut seen = BTreeSet::new();
+            let items: Vec<&TombstoneRow> = tombs
+                .iter()
+                .filter(|t| got.iter().any(|(v, _)| *v == t.version))
+                .filter(|t| seen.insert((t.path.as_str(), t.blake3.as_str())))
+                .collect();
             let body = json!({
                 "schema": 1,
                 "kind": "veil.takedown.notice",

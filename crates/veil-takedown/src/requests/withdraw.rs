@@ -118,10 +118,17 @@ impl Ledger {
         }
         report.deleted.sort();
         report.deleted.dedup();
+        report.skipped.sort();
+        report.skipped.dedup();
+        // A path withdrawn from several releases may hold any of their bytes.
+        let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for t in loose {
-            match purge_one(dir, &t) {
-                Ok(()) => report.deleted.push(t.path),
-                Err(why) => report.skipped.push((t.path, why)),
+            by_path.entry(t.path).or_default().insert(t.blake3);
+        }
+        for (path, hashes) in by_path {
+            match purge_one(dir, &path, &hashes) {
+                Ok(()) => report.deleted.push(path),
+                Err(why) => report.skipped.push((path, why)),
             }
         }
         let detail = serde_json::to_value(&report).expect("report serialises");
@@ -368,15 +375,17 @@ fn rewrite_for_release(
     Ok(out)
 }
 
-fn purge_one(dir: &Path, t: &TombstoneRow) -> Result<(), String> {
-    let target = in_containers::file_in(dir, &t.path)?;
+/// Deletes `dir/path` when its blake3 is one of `withdrawn` (the bytes of the releases that held
+/// it).
+fn purge_one(dir: &Path, path: &str, withdrawn: &BTreeSet<String>) -> Result<(), String> {
+    let target = in_containers::file_in(dir, path)?;
     let mut h = blake3::Hasher::new();
     h.update_reader(std::fs::File::open(&target).map_err(|e| format!("unreadable: {e}"))?)
         .map_err(|e| format!("unreadable: {e}"))?;
     let actual = h.finalize().to_hex().to_string();
-    if actual != t.blake3 {
+    if !withdrawn.contains(&actual) {
         return Err(format!(
-            "content differs (blake3 {actual}): not the withdrawn file, left in place"
+            "content differs (blake3 {actual}): not a withdrawn file, left in place"
         ));
     }
     std::fs::remove_file(&target).map_err(|e| format!("cannot delete: {e}"))
@@ -395,7 +404,7 @@ fn apply_whole(
         "UPDATE releases SET status = 'withdrawn', status_request = ?2 WHERE dataset = ?1",
         params![req.dataset, req.id],
     )?;
-    // Newest release first, so each path's tombstone names the newest release that held it.
+    // One tombstone per item of every release (each release's own bytes).
     for r in releases.iter().rev() {
         w.tx.execute(
             "INSERT OR IGNORE INTO tombstones (request, dataset, version, new_version, path, size,
@@ -417,7 +426,7 @@ fn apply_whole(
 fn tombstones_in(conn: &rusqlite::Connection, id: &str) -> Result<Vec<TombstoneRow>, LedgerError> {
     let mut stmt = conn.prepare(
         "SELECT dataset, version, new_version, path, size, blake3, source_blake3
-         FROM tombstones WHERE request = ?1 ORDER BY dataset, path",
+         FROM tombstones WHERE request = ?1 ORDER BY dataset, path, version",
     )?;
     let rows = stmt.query_map([id], |r| {
         Ok(TombstoneRow {
@@ -444,19 +453,23 @@ fn apply_items(
     let id = req.id.as_str();
     let ds = req.dataset.as_str();
     // The confirmed items, and every item of the dataset that is the same file or the same
-    // source photo (a withdrawn photo is withdrawn under any path, in any release).
+    // source photo (a withdrawn photo is withdrawn under any path, in any release); never an
+    // item rejected for this request. A path is not an identity: another release may hold
+    // another photo under the same path.
     w.tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS doomed (item INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
     )?;
     w.tx.execute(
         "INSERT OR IGNORE INTO temp.doomed
-         SELECT i.id FROM items i WHERE i.dataset = ?1 AND (
-             i.path IN (SELECT c.path FROM matches m JOIN items c ON c.id = m.item
-                        WHERE m.request = ?2 AND m.state = 'confirmed')
-          OR i.blake3 IN (SELECT c.blake3 FROM matches m JOIN items c ON c.id = m.item
-                        WHERE m.request = ?2 AND m.state = 'confirmed')
-          OR i.source_blake3 IN (SELECT c.source_blake3 FROM matches m JOIN items c ON c.id = m.item
-                        WHERE m.request = ?2 AND m.state = 'confirmed'))",
+         SELECT i.id FROM items i WHERE i.dataset = ?1
+           AND i.id NOT IN (SELECT m.item FROM matches m
+                            WHERE m.request = ?2 AND m.state = 'rejected')
+           AND (i.id IN (SELECT m.item FROM matches m
+                         WHERE m.request = ?2 AND m.state = 'confirmed')
+             OR i.blake3 IN (SELECT c.blake3 FROM matches m JOIN items c ON c.id = m.item
+                             WHERE m.request = ?2 AND m.state = 'confirmed')
+             OR i.source_blake3 IN (SELECT c.source_blake3 FROM matches m JOIN items c ON c.id = m.item
+                             WHERE m.request = ?2 AND m.state = 'confirmed'))",
         params![ds, id],
     )?;
     let current = releases.iter().find(|r| r.status == "current");
@@ -524,7 +537,7 @@ fn apply_items(
             new_release = Some((version, info.merkle_root));
         }
     }
-    // Older releases' copies (other paths or versions), newest release first.
+    // Every release's own copy (its path, size and bytes), each a tombstone of its own.
     for r in releases.iter().rev() {
         w.tx.execute(
             "INSERT OR IGNORE INTO tombstones (request, dataset, version, new_version, path, size,
@@ -583,15 +596,7 @@ mod tests {
         std::fs::write(tree.join("a/y.jpg"), b"someone else").unwrap();
         std::fs::write(outside.join("z.jpg"), b"withdrawn").unwrap();
         std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
-        let tomb = |path: &str| TombstoneRow {
-            dataset: "d".into(),
-            version: "1".into(),
-            new_version: Some("2".into()),
-            path: path.into(),
-            size: 9,
-            blake3: blake3::hash(b"withdrawn").to_hex().to_string(),
-            source_blake3: None,
-        };
+        let withdrawn = BTreeSet::from([blake3::hash(b"withdrawn").to_hex().to_string()]);
         for (path, why) in [
             ("../outside/z.jpg", "unsafe path"),
             ("/etc/passwd", "unsafe path"),
@@ -599,12 +604,12 @@ mod tests {
             ("a/y.jpg", "content differs"),
             ("a/none.jpg", "absent"),
         ] {
-            let err = purge_one(&tree, &tomb(path)).unwrap_err();
+            let err = purge_one(&tree, path, &withdrawn).unwrap_err();
             assert!(err.contains(why), "{path}: {err}");
         }
         assert!(outside.join("z.jpg").exists());
         assert!(tree.join("a/y.jpg").exists());
-        purge_one(&tree, &tomb("a/x.jpg")).unwrap();
+        purge_one(&tree, "a/x.jpg", &withdrawn).unwrap();
         assert!(!tree.join("a/x.jpg").exists());
     }
 }
