@@ -77,6 +77,44 @@ pub fn member_bytes(
     Ok(missing)
 }
 
+/// The WebDataset key of a member name: the name up to the first `.` of its last component
+/// (`000123.jpg` and `000123.seg.png` are one sample, `000123`). A table row's name `row=N` is
+/// its own key.
+pub fn sample_key(name: &str) -> &str {
+    let start = name.rfind('/').map_or(0, |i| i + 1);
+    match name[start..].find('.') {
+        Some(dot) => &name[..start + dot],
+        None => name,
+    }
+}
+
+/// `withdrawn` (item paths) with the other member items of each withdrawn member's sample:
+/// [`Containers::rewrite_without`] drops a member's whole sample, so a release must drop (and
+/// tombstone) every image item of it too. `items` are the release's (path, archive) pairs.
+pub fn with_whole_samples<'a>(
+    items: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    withdrawn: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let items: Vec<(&str, &str)> = items
+        .into_iter()
+        .filter_map(|(p, a)| Some((p, a?)))
+        .collect();
+    let keys: BTreeSet<(&str, &str)> = items
+        .iter()
+        .filter(|(p, _)| withdrawn.contains(*p))
+        .filter_map(|(p, a)| Some((*a, sample_key(member_name(p, a)?))))
+        .collect();
+    let mut out = withdrawn.clone();
+    for (p, a) in items {
+        if let Some(m) = member_name(p, a) {
+            if keys.contains(&(a, sample_key(m))) {
+                out.insert(p.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// `MEMBER` of a member item's path `CONTAINER#MEMBER`, given its container.
 pub fn member_name<'a>(path: &'a str, container: &str) -> Option<&'a str> {
     path.strip_prefix(container)?.strip_prefix('#')
@@ -320,6 +358,14 @@ mod tests {
             ]
         );
         assert_eq!(unclaimed, [1]);
+    }
+
+    #[test]
+    fn sample_keys_follow_webdataset() {
+        assert_eq!(sample_key("000123.jpg"), "000123");
+        assert_eq!(sample_key("000123.seg.png"), "000123");
+        assert_eq!(sample_key("a.b/000123.txt"), "a.b/000123");
+        assert_eq!(sample_key("row=12"), "row=12");
     }
 
     #[test]

@@ -637,7 +637,9 @@ fn write_release(root: &Path, new: NewRelease<'_>) -> Result<ReleaseInfo, Releas
 /// (hashes kept, bytes gone) is written, sorted by path, to `withdrawn.jsonl` in the new release,
 /// within the same write-then-rename step; they are also returned.
 ///
-/// Members inside containers: withdrawing a container withdraws its member items too. A
+/// Members inside containers: withdrawing a container withdraws its member items too, and
+/// withdrawing a member of an archive withdraws the other image members of its WebDataset
+/// sample (`000123.jpg` takes `000123.seg.png`: the rewrite drops the whole sample). A
 /// container that keeps some members but loses others must be in `rewritten` (its path to the
 /// size and blake3 of the container rewritten without them, see [`crate::rewrite_container`]);
 /// its line then carries those, and is the only line that changes.
@@ -691,9 +693,16 @@ pub fn cut_release_without(
             });
         }
     }
-    // A withdrawn container takes its members with it; a container that only loses members
-    // must have been rewritten.
-    let mut withdrawn_paths = withdrawn_paths.clone();
+    // A withdrawn container takes its members with it; a withdrawn member takes its sample's
+    // other members (the container's rewrite drops the whole WebDataset sample); a container
+    // that only loses members must have been rewritten.
+    let mut withdrawn_paths = crate::members::with_whole_samples(
+        loaded
+            .items
+            .iter()
+            .map(|i| (i.path.as_str(), i.archive.as_deref())),
+        withdrawn_paths,
+    );
     for item in &loaded.items {
         if let Some(c) = &item.archive {
             if withdrawn_paths.contains(c) {

@@ -976,3 +976,74 @@ fn tampered_absence_proofs_fail() {
 fn l_of(items: &[ManifestItem], info: &ReleaseInfo, index: usize) -> InclusionProof {
     prove(items, info, &items[index].path).unwrap().unwrap()
 }
+
+/// A WebDataset shard loses a withdrawn member's whole sample (the rewrite drops every member
+/// with its key), so the cut release drops (and tombstones) the sample's other image items too:
+/// manifest and shard agree.
+#[test]
+fn cut_withdraws_the_whole_sample_of_a_withdrawn_shard_member() {
+    let root = tempfile::tempdir().unwrap();
+    let mk = |p: &str, archive: Option<&str>| ManifestItem {
+        path: p.into(),
+        size: 1,
+        blake3: b3(p.as_bytes()),
+        source_blake3: None,
+        provenance: ProvenanceRef {
+            file: PROVENANCE_FILE.into(),
+            params_blake3: b3(b"p"),
+        },
+        models: vec![],
+        licence: None,
+        split: None,
+        source_phash: None,
+        output_phash: None,
+        archive: archive.map(str::to_string),
+    };
+    let shard = "shards/0.tar";
+    let entries: Vec<(ManifestItem, String)> = [
+        mk(shard, None),
+        mk("shards/0.tar#000123.jpg", Some(shard)),
+        mk("shards/0.tar#000123.seg.png", Some(shard)),
+        mk("shards/0.tar#000124.jpg", Some(shard)),
+    ]
+    .into_iter()
+    .map(|i| {
+        let l = manifest_line(&i);
+        (i, l)
+    })
+    .collect();
+    write_release(
+        root.path(),
+        NewRelease {
+            dataset: "faces",
+            version: "1",
+            parent: None,
+            created_at: "t".into(),
+            policy_blake3: None,
+            entries: &entries,
+            withdrawn: &[],
+        },
+    )
+    .unwrap();
+    let rewritten = [(shard.to_string(), (7, b3(b"rewritten")))].into();
+    let (_, tombs) = cut_release_without(
+        root.path(),
+        "faces",
+        "1",
+        "2",
+        &["shards/0.tar#000123.jpg".to_string()].into(),
+        &rewritten,
+        "req-7",
+        "t2".into(),
+    )
+    .unwrap();
+    let gone: Vec<&str> = tombs.iter().map(|t| t.path.as_str()).collect();
+    assert_eq!(
+        gone,
+        ["shards/0.tar#000123.jpg", "shards/0.tar#000123.seg.png"]
+    );
+    let (_, items) = load_release(root.path(), "faces", "2").unwrap();
+    let kept: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(kept, [shard, "shards/0.tar#000124.jpg"]);
+    assert_eq!(items[0].blake3, b3(b"rewritten"));
+}

@@ -442,6 +442,43 @@ fn tombstones_in(conn: &rusqlite::Connection, id: &str) -> Result<Vec<TombstoneR
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Adds to `temp.doomed` the other member items of each doomed member's WebDataset sample, in
+/// the same release: rewriting the shard drops the whole sample (`000123.jpg` takes
+/// `000123.seg.png`, a mask of the same person), so the release, its tombstones and the feed
+/// must drop it too.
+fn doom_whole_samples(w: &Writer<'_>, ds: &str) -> Result<(), LedgerError> {
+    let doomed: Vec<(String, String)> = {
+        let mut stmt = w.tx.prepare(
+            "SELECT i.version, i.path FROM items i JOIN temp.doomed d ON d.item = i.id
+             WHERE i.dataset = ?1 AND instr(i.path, '#') > 0",
+        )?;
+        let rows = stmt.query_map([ds], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (version, path) in doomed {
+        let Some((container, _)) = in_containers::container_of(&w.tx, ds, &version, &path)? else {
+            continue;
+        };
+        let Some(key) = veil_ledger::members::member_name(&path, &container)
+            .map(veil_ledger::members::sample_key)
+        else {
+            continue;
+        };
+        for sibling in in_containers::members_of(&w.tx, ds, &version, &container)? {
+            let same = veil_ledger::members::member_name(&sibling, &container)
+                .is_some_and(|m| veil_ledger::members::sample_key(m) == key);
+            if same {
+                w.tx.execute(
+                    "INSERT OR IGNORE INTO temp.doomed
+                     SELECT id FROM items WHERE dataset = ?1 AND version = ?2 AND path = ?3",
+                    params![ds, version, sibling],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn apply_items(
     w: &Writer<'_>,
     req: &Request,
@@ -472,6 +509,7 @@ fn apply_items(
                              WHERE m.request = ?2 AND m.state = 'confirmed'))",
         params![ds, id],
     )?;
+    doom_whole_samples(w, ds)?;
     let current = releases.iter().find(|r| r.status == "current");
     let mut new_release = None;
     if let Some(cur) = current {
