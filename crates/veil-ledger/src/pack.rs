@@ -13,7 +13,10 @@ use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::release::{safe_rel_path, ManifestItem, ReleaseError, ReleaseInfo, VerifyReport};
+use crate::release::{
+    safe_rel_path, ManifestItem, ReleaseError, ReleaseInfo, VerifyReport, MANIFEST_FILE,
+    RELEASE_FILE, WITHDRAWN_FILE,
+};
 
 /// Folder of a pack that holds the release's own files (with `--manifest`).
 pub const PACK_RELEASE_DIR: &str = "veil-release";
@@ -339,13 +342,17 @@ pub fn dataset_card(info: &ReleaseInfo, items: &[ManifestItem], policy: &str) ->
     out
 }
 
-/// Checks a pack (a directory, `.tar`, `.tar.zst` or `.zip`, told apart by content) against a
-/// manifest, reading archives as streams. The pack's own extras (`veil-release/`, `README.md`)
-/// are not counted as extra files. With `containers`, the member items of a directory's dataset
+/// Checks a pack (a directory, `.tar`, `.tar.zst` or `.zip`, told apart by content) against the
+/// manifest `items` of release `dataset`@`version`, reading archives as streams. Only the files
+/// veil packs beside the items are not counted as extra: the card `README.md` at the top and
+/// `veil-release/DATASET/VERSION/{manifest.jsonl,release.json,withdrawn.jsonl}` of this release;
+/// anything else there (`veil-release/secret/face.jpg`) is extra. With `containers`, the member items of a directory's dataset
 /// containers are read back one by one; in an archived pack they are covered by their
 /// container's hash (`members_unchecked`).
 pub fn verify_pack(
     pack: &Path,
+    dataset: &str,
+    version: &str,
     items: &[ManifestItem],
     containers: Option<&dyn crate::Containers>,
 ) -> Result<VerifyReport, ReleaseError> {
@@ -368,9 +375,12 @@ pub fn verify_pack(
             crate::verify::verify_archive(pack, items)?
         }
     };
-    report
-        .extra
-        .retain(|p| p != PACK_CARD && !p.starts_with(&format!("{PACK_RELEASE_DIR}/")));
+    let own: Vec<String> = [MANIFEST_FILE, RELEASE_FILE, WITHDRAWN_FILE]
+        .iter()
+        .map(|f| format!("{PACK_RELEASE_DIR}/{dataset}/{version}/{f}"))
+        .chain([PACK_CARD.to_string()])
+        .collect();
+    report.extra.retain(|p| !own.contains(p));
     Ok(report)
 }
 
@@ -399,4 +409,50 @@ fn verify_zip(pack: &Path, items: &[ManifestItem]) -> Result<VerifyReport, Relea
         found.insert(name, hash);
     }
     Ok(crate::verify::compare_found(items, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_files_veil_packs_are_not_extra() {
+        let t = tempfile::tempdir().unwrap();
+        let put = |p: &str| {
+            let f = t.path().join(p);
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(f, p).unwrap();
+        };
+        let item: ManifestItem = serde_json::from_value(serde_json::json!({
+            "path": "a.jpg", "size": 5, "blake3": blake3::hash(b"a.jpg").to_hex().to_string(),
+            "source_blake3": null,
+            "provenance": {"file": "provenance.jsonl", "params_blake3": "p"},
+            "models": [], "licence": null, "split": null
+        }))
+        .unwrap();
+        for p in [
+            "a.jpg",
+            "README.md",
+            "veil-release/faces/1/manifest.jsonl",
+            "veil-release/faces/1/release.json",
+            "veil-release/faces/1/withdrawn.jsonl",
+            "veil-release/secret/face.jpg",
+            "veil-release/faces/0/manifest.jsonl",
+            "veil-release/faces/1/face.jpg",
+            "sub/README.md",
+        ] {
+            put(p);
+        }
+        let r = verify_pack(t.path(), "faces", "1", &[item], None).unwrap();
+        assert!(r.missing.is_empty() && r.changed.is_empty(), "{r:?}");
+        assert_eq!(
+            r.extra,
+            [
+                "sub/README.md",
+                "veil-release/faces/0/manifest.jsonl",
+                "veil-release/faces/1/face.jpg",
+                "veil-release/secret/face.jpg",
+            ]
+        );
+    }
 }
