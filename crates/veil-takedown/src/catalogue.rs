@@ -119,6 +119,7 @@ pub(crate) fn insert_release(
             ),
         });
     }
+    refuse_tombstoned(w, info, items)?;
     w.tx.execute(
         "UPDATE releases SET status = 'superseded', superseded_by = ?2
          WHERE dataset = ?1 AND status = 'current'",
@@ -176,6 +177,57 @@ pub(crate) fn insert_release(
     Ok(ImportOutcome::Added {
         items: items.len() as u64,
     })
+}
+
+/// Fails when an item of the release is a withdrawn one come back: its output blake3, or its
+/// source blake3, is a tombstone's (of any request, any dataset of the ledger).
+fn refuse_tombstoned(
+    w: &Writer<'_>,
+    info: &ReleaseInfo,
+    items: &[ManifestItem],
+) -> Result<(), LedgerError> {
+    let any: bool =
+        w.tx.query_row("SELECT EXISTS (SELECT 1 FROM tombstones)", [], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
+    let mut by_output = w.tx.prepare_cached(
+        "SELECT request, dataset, version, path FROM tombstones WHERE blake3 = ?1
+         ORDER BY request, dataset, version, path LIMIT 1",
+    )?;
+    let mut by_source = w.tx.prepare_cached(
+        "SELECT request, dataset, version, path FROM tombstones WHERE source_blake3 = ?1
+         ORDER BY request, dataset, version, path LIMIT 1",
+    )?;
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, String, String, String)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    };
+    for it in items {
+        let mut hit = by_output
+            .query_row([&it.blake3], row)
+            .optional()?
+            .map(|t| ("output", it.blake3.clone(), t));
+        if hit.is_none() {
+            if let Some(src) = &it.source_blake3 {
+                hit = by_source
+                    .query_row([src], row)
+                    .optional()?
+                    .map(|t| ("source", src.clone(), t));
+            }
+        }
+        if let Some((which, blake3, (request, ds, v, path))) = hit {
+            return Err(LedgerError::Tombstoned(Box::new(crate::Tombstoned {
+                dataset: info.dataset.clone(),
+                version: info.version.clone(),
+                path: it.path.clone(),
+                which,
+                blake3,
+                request,
+                withdrawn: format!("{ds}@{v}:{path}"),
+            })));
+        }
+    }
+    Ok(())
 }
 
 type PhashCols = (Option<Vec<u8>>, Option<u8>, Option<i64>);

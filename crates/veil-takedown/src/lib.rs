@@ -72,6 +72,8 @@ pub enum LedgerError {
         existing: String,
         found: String,
     },
+    #[error("{0}")]
+    Tombstoned(Box<Tombstoned>),
     #[error(transparent)]
     Release(#[from] veil_ledger::ReleaseError),
     #[error("{path}: {source}")]
@@ -87,6 +89,22 @@ pub enum LedgerError {
     },
     #[error("ledger database: {0}")]
     Sql(#[from] rusqlite::Error),
+}
+
+/// An item of a release being imported that a request withdrew (its output or source blake3 is
+/// a tombstone's).
+#[derive(Debug, thiserror::Error)]
+#[error("release {dataset}@{version} holds {path}, whose {which} blake3 {blake3} request {request} withdrew ({withdrawn}); nothing was imported. Remove that file from the output tree, build the release again and import it")]
+pub struct Tombstoned {
+    pub dataset: String,
+    pub version: String,
+    pub path: String,
+    /// `output` or `source`.
+    pub which: &'static str,
+    pub blake3: String,
+    pub request: String,
+    /// `DATASET@VERSION:PATH` of the withdrawn item.
+    pub withdrawn: String,
 }
 
 /// Joins names for error messages (`none` when empty).

@@ -216,3 +216,62 @@ fn every_release_s_bytes_of_a_withdrawn_photo_are_tombstoned_purged_and_notified
         assert_eq!(got, vec![want], "{}", n.name);
     }
 }
+
+#[test]
+fn a_withdrawn_photo_that_comes_back_in_a_later_release_is_refused_on_import() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("manifests");
+    release(
+        t.path(),
+        &root,
+        "1",
+        None,
+        &[
+            ("train/a.jpg", b"PERSON1", b"src1"),
+            ("train/b.jpg", b"B", b"srcb"),
+        ],
+    );
+    let mut l = Ledger::open_or_create(&root.join("ledger.sqlite")).unwrap();
+    l.import_release(&root, "faces", "1").unwrap();
+    let id = request(&mut l, None);
+    l.decide(&id, &["train/a.jpg".into()], true).unwrap();
+    l.apply(&id, &root, None, None).unwrap();
+    // The same bytes under another path, then the same source redacted again.
+    release(
+        t.path(),
+        &root,
+        "3",
+        Some("2"),
+        &[
+            ("val/copy.jpg", b"PERSON1", b"other"),
+            ("train/b.jpg", b"B", b"srcb"),
+        ],
+    );
+    release(
+        t.path(),
+        &root,
+        "4",
+        Some("2"),
+        &[
+            ("val/again.jpg", b"PERSON1-new", b"src1"),
+            ("train/b.jpg", b"B", b"srcb"),
+        ],
+    );
+    for (v, path, which) in [
+        ("3", "val/copy.jpg", "output"),
+        ("4", "val/again.jpg", "source"),
+    ] {
+        let before = l.events().unwrap().len();
+        let err = l.import_release(&root, "faces", v).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("faces@{v} holds {path}, whose {which} blake3")),
+            "{err}"
+        );
+        assert!(
+            err.contains(&id) && err.contains("faces@1:train/a.jpg"),
+            "{err}"
+        );
+        assert_eq!(l.events().unwrap().len(), before, "nothing imported");
+    }
+    assert_eq!(l.releases("faces").unwrap().len(), 2);
+}
