@@ -55,7 +55,11 @@ pub struct Decoded {
     pub sixteen_bit: bool,
     /// EXIF orientation that was applied (1 = none).
     pub orientation: u8,
+    /// The source's ICC profile as [`crate::icc::sanitize`] rebuilt it (what an output carries).
     pub icc_profile: Option<Vec<u8>>,
+    /// The source's profile is not [`Decoded::icc_profile`] byte for byte (rebuilt or dropped), so
+    /// its bytes must not be copied to an output.
+    pub icc_changed: bool,
 }
 
 /// Decodes `bytes` of a known format. Fails (never panics) on a malformed file, a decoder panic,
@@ -128,7 +132,9 @@ fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<De
         check_jpeg_strict(bytes, max_pixels)?;
     }
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let icc_profile = decoder.icc_profile().ok().flatten();
+    let raw_icc = decoder.icc_profile().ok().flatten();
+    let icc_profile = raw_icc.as_deref().and_then(crate::icc::sanitize);
+    let icc_changed = raw_icc.is_some() && icc_profile != raw_icc;
     let color = decoder.color_type();
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
@@ -157,6 +163,7 @@ fn decode_inner(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<De
         sixteen_bit,
         orientation: orientation.to_exif(),
         icc_profile,
+        icc_changed,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod dataset_containers;
 pub mod decode;
 pub mod encode;
 pub mod fusion;
+pub mod icc;
 pub mod members;
 pub mod parquet_job;
 pub mod policy;

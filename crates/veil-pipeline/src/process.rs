@@ -128,15 +128,22 @@ pub fn photo_hashes(path: &Path, max_pixels: u64) -> Result<(String, PerceptualH
 }
 
 /// The JPEG with its metadata segments dropped, when that output is complete, carries no
-/// metadata but an ICC profile, and decodes to exactly `pixels`; otherwise `None` (re-encode).
+/// metadata but an ICC profile that is already clean ([`crate::icc::sanitize`] keeps it as it is),
+/// and decodes to exactly `pixels`; otherwise `None` (re-encode).
 fn lossless_copy(bytes: &[u8], pixels: &RgbImage, max_pixels: u64) -> Option<Vec<u8>> {
     let out = crate::strip::strip_jpeg(bytes)?;
     let info = container::scan(&out);
+    let has_icc = info.metadata.contains(&MetadataKind::Icc);
     let clean =
         info.complete && !info.animated && info.metadata.iter().all(|k| *k == MetadataKind::Icc);
     let same = clean
-        && decode::decode(&out, ImageFormat::Jpeg, max_pixels)
-            .is_ok_and(|d| d.orientation == 1 && d.image.to_rgb() == *pixels);
+        && decode::decode(&out, ImageFormat::Jpeg, max_pixels).is_ok_and(|d| {
+            d.orientation == 1
+                && !d.icc_changed
+                // ICC segments the decoder did not read as a profile are not copied either.
+                && d.icc_profile.is_some() == has_icc
+                && d.image.to_rgb() == *pixels
+        });
     same.then_some(out)
 }
 
@@ -683,6 +690,14 @@ fn prepare_bytes_steps(
     let (w, h) = decoded.image.dimensions();
     p.dimensions = Some([w, h]);
     p.orientation = Some(decoded.orientation);
+    if decoded.icc_profile.is_none() {
+        // A profile that could not be kept (not a profile, or no colour tags) was removed.
+        let icc = MetadataKind::Icc.as_str();
+        if let Some(i) = p.metadata_kept.iter().position(|k| k == icc) {
+            p.metadata_kept.remove(i);
+            p.metadata_removed.push(icc.to_string());
+        }
+    }
     p.times.decode += lap(&mut t);
     // The source's hashes first, so that PDQ's full-size planes are never alive together with
     // the RGB view made of an RGBA source.
@@ -729,6 +744,7 @@ fn finish_steps(
         && settings.lossless_strip
         && format == ImageFormat::Jpeg
         && decoded.orientation == 1
+        && !decoded.icc_changed
     {
         if let Working::Rgb(original) = &decoded.image {
             if let Some(out) = lossless_copy(&bytes, original, settings.max_pixels) {
