@@ -275,3 +275,58 @@ fn a_withdrawn_photo_that_comes_back_in_a_later_release_is_refused_on_import() {
     }
     assert_eq!(l.releases("faces").unwrap().len(), 2);
 }
+
+#[test]
+fn a_later_notify_run_never_overwrites_an_earlier_notice() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("manifests");
+    release(
+        t.path(),
+        &root,
+        "1",
+        None,
+        &[
+            ("train/a.jpg", b"PERSON1", b"src1"),
+            ("train/b.jpg", b"B", b"srcb"),
+        ],
+    );
+    let mut l = Ledger::open_or_create(&root.join("ledger.sqlite")).unwrap();
+    l.import_release(&root, "faces", "1").unwrap();
+    let lab = |contact: &str| Recipient {
+        dataset: "faces".into(),
+        version: "1".into(),
+        name: "Lab".into(),
+        contact: contact.into(),
+        received_at: "2026-01-20".into(),
+        origin: "manual".into(),
+    };
+    l.add_recipient(&lab("b@lab.example")).unwrap();
+    let id = request(&mut l, None);
+    l.decide(&id, &["train/a.jpg".into()], true).unwrap();
+    l.apply(&id, &root, None, None).unwrap();
+    let outbox = t.path().join("outbox");
+    let first = l.notify(&id, &outbox).unwrap();
+    assert_eq!(first.len(), 1);
+    let first_bytes = fs::read(&first[0].file).unwrap();
+    // Same name, a contact that sorts first: the second run's only notice.
+    l.add_recipient(&lab("a@lab.example")).unwrap();
+    let second = l.notify(&id, &outbox).unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].file, first[0].file);
+    assert_eq!(
+        fs::read(&first[0].file).unwrap(),
+        first_bytes,
+        "first notice kept"
+    );
+    let txts = fs::read_dir(outbox.join(&id))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "txt")
+        })
+        .count();
+    assert_eq!(txts, 2);
+}

@@ -61,7 +61,8 @@ impl Ledger {
         let mut files = Vec::new();
         let mut letters = Vec::new();
         let ledger_dir = self.dir();
-        for (n, ((name, contact), got)) in groups.iter().enumerate() {
+        let mut seq = done.len();
+        for ((name, contact), got) in &groups {
             if done.contains(&(name.clone(), contact.clone())) {
                 continue;
             }
@@ -139,7 +140,18 @@ impl Ledger {
                 vars.insert("ledger_head", h.to_string());
             }
             letters.push((name.clone(), contact.clone(), vars));
-            let stem = format!("{:03}-{}", n + 1, slug(name));
+            // Numbered after every notice of the request so far (earlier runs included), and
+            // never a name already in the outbox: an earlier notice is never overwritten.
+            let stem = loop {
+                seq += 1;
+                let stem = format!("{seq:03}-{}", slug(name));
+                let taken = ["txt", "json"]
+                    .iter()
+                    .any(|x| std::fs::symlink_metadata(dir.join(format!("{stem}.{x}"))).is_ok());
+                if !taken {
+                    break stem;
+                }
+            };
             let json_path = dir.join(format!("{stem}.json"));
             write_file_atomic(&dir.join(format!("{stem}.txt")), text.as_bytes())?;
             write_file_atomic(&json_path, &json_bytes)?;
