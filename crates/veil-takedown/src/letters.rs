@@ -439,8 +439,9 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Notices whose recipient has not confirmed `working_days` working days (weekends skipped)
-    /// after they were written: `(request, name, contact, written_at)`.
+    /// Notices whose recipient has not confirmed `working_days` working days (weekends and the
+    /// holidays of the request's deadline policy skipped) after they were written:
+    /// `(request, name, contact, written_at)`.
     pub fn unconfirmed_notices(
         &self,
         today: veil_core::Date,
@@ -453,13 +454,35 @@ impl Ledger {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<_, _>>()?;
         let policy = crate::DuePolicy::WorkingDays(working_days);
-        Ok(rows
+        let holidays: std::collections::BTreeMap<String, Option<String>> = self
+            .policies()?
             .into_iter()
-            .filter(|(_, _, _, at)| {
-                veil_core::Date::parse(at)
-                    .is_ok_and(|d| policy.due(d, &crate::Calendar::default()) < today)
-            })
-            .collect())
+            .map(|(name, _, h)| (name, h))
+            .collect();
+        let mut calendars: std::collections::BTreeMap<String, crate::Calendar> =
+            std::collections::BTreeMap::new();
+        let mut out = Vec::new();
+        for row in rows {
+            let Ok(written) = veil_core::Date::parse(&row.3) else {
+                continue;
+            };
+            // A request records its policy as `NAME (DESCRIPTION)`.
+            let recorded = self.request(&row.0)?.policy;
+            let name = holidays
+                .keys()
+                .filter(|n| recorded.starts_with(&format!("{n} (")))
+                .max_by_key(|n| n.len())
+                .cloned()
+                .unwrap_or_default();
+            if !calendars.contains_key(&name) {
+                let file = holidays.get(&name).cloned().flatten();
+                calendars.insert(name.clone(), self.calendar(file.as_deref())?.0);
+            }
+            if policy.due(written, &calendars[&name]) < today {
+                out.push(row);
+            }
+        }
+        Ok(out)
     }
 
     /// The directory holding the ledger (templates and the outbox live beside it).

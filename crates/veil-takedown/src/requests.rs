@@ -347,6 +347,32 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
 }
 
 impl Ledger {
+    /// The holiday calendar of a deadline policy (`holidays`: its file, relative to the ledger's
+    /// directory; `None`: weekends only) and the blake3 of that file.
+    pub(crate) fn calendar(
+        &self,
+        holidays: Option<&str>,
+    ) -> Result<(Calendar, Option<String>), LedgerError> {
+        let Some(file) = holidays else {
+            return Ok((Calendar::default(), None));
+        };
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| LedgerError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let cal = Calendar::parse(&text).map_err(|(line, reason)| LedgerError::Parse {
+            path: path.clone(),
+            line,
+            reason,
+        })?;
+        Ok((
+            cal,
+            Some(blake3::hash(text.as_bytes()).to_hex().to_string()),
+        ))
+    }
+
     /// Opens a request: validates the scope, computes the due date and assigns an id
     /// (`TD-YYYY-NNNN`).
     pub fn open_request(&mut self, new: NewRequest) -> Result<Request, LedgerError> {
@@ -409,26 +435,7 @@ impl Ledger {
                 crate::known(policies.iter().map(|p| p.0.clone()))
             )));
         };
-        let (calendar, calendar_blake3) = match holidays {
-            None => (Calendar::default(), None),
-            Some(file) => {
-                let base = self.path.parent().unwrap_or(Path::new("."));
-                let path = base.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|e| LedgerError::Io {
-                    path: path.clone(),
-                    source: e,
-                })?;
-                let cal = Calendar::parse(&text).map_err(|(line, reason)| LedgerError::Parse {
-                    path: path.clone(),
-                    line,
-                    reason,
-                })?;
-                (
-                    cal,
-                    Some(blake3::hash(text.as_bytes()).to_hex().to_string()),
-                )
-            }
-        };
+        let (calendar, calendar_blake3) = self.calendar(holidays.as_deref())?;
         let due = if new.basis == Basis::Child {
             received
         } else {

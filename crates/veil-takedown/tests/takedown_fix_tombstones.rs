@@ -330,3 +330,54 @@ fn a_later_notify_run_never_overwrites_an_earlier_notice() {
         .count();
     assert_eq!(txts, 2);
 }
+
+#[test]
+fn ack_days_skip_the_holidays_of_the_request_s_policy() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("manifests");
+    release(
+        t.path(),
+        &root,
+        "1",
+        None,
+        &[
+            ("train/a.jpg", b"PERSON1", b"src1"),
+            ("train/b.jpg", b"B", b"srcb"),
+        ],
+    );
+    let mut l = Ledger::open_or_create(&root.join("ledger.sqlite")).unwrap();
+    l.import_release(&root, "faces", "1").unwrap();
+    l.add_recipient(&Recipient {
+        dataset: "faces".into(),
+        version: "1".into(),
+        name: "Lab".into(),
+        contact: "lab@example.org".into(),
+        received_at: "2026-01-20".into(),
+        origin: "manual".into(),
+    })
+    .unwrap();
+    let id = request(&mut l, None);
+    l.decide(&id, &["train/a.jpg".into()], true).unwrap();
+    l.apply(&id, &root, None, None).unwrap();
+    let notices = l.notify(&id, &t.path().join("outbox")).unwrap();
+    let written = veil_core::Date::parse(&notices[0].written_at).unwrap();
+    // The next twenty days are holidays: one working day after the notice is weeks away.
+    let days: String = (1..=20)
+        .map(|n| format!("{} holiday\n", written.add_days(n)))
+        .collect();
+    fs::write(root.join("holidays.txt"), days).unwrap();
+    l.set_policy(
+        "default",
+        veil_takedown::DuePolicy::WorkingDays(15),
+        Some("holidays.txt"),
+    )
+    .unwrap();
+    let today = written.add_days(6);
+    assert!(l.unconfirmed_notices(today, 1).unwrap().is_empty());
+    assert_eq!(
+        l.unconfirmed_notices(written.add_days(30), 1)
+            .unwrap()
+            .len(),
+        1
+    );
+}
