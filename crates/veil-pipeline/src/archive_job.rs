@@ -277,6 +277,12 @@ fn write_archive(
                     ),
                     rel_str,
                 )))
+            } else if let Some(why) = crate::archives::picture_not_redacted(&m.name, &m.data) {
+                let member_path = format!("{rel_str}#{}", m.name);
+                Entry::Concluded(Box::new(with_archive(
+                    process::member_failed(&member_path, settings, FailureStage::Decode, &why),
+                    rel_str,
+                )))
             } else {
                 Entry::Plain(Box::new(m))
             };

@@ -50,7 +50,7 @@ pub fn sniff(bytes: &[u8]) -> Option<ArchiveKind> {
 
 /// [`sniff`] from a file's first bytes and its last (a Parquet table ends as it begins).
 fn sniff_ends(bytes: &[u8], tail: &[u8]) -> Option<ArchiveKind> {
-    let tar_magic = bytes.get(257..262) == Some(b"ustar");
+    let tar_magic = bytes.get(257..262) == Some(b"ustar") || is_v7_tar_header(bytes);
     Some(if tar_magic {
         ArchiveKind::Tar
     } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
@@ -74,6 +74,39 @@ fn sniff_ends(bytes: &[u8], tail: &[u8]) -> Option<ArchiveKind> {
     })
 }
 
+/// A pre-POSIX (v7) tar header: no `ustar` magic, but a name, an octal size and a header
+/// checksum that matches (the sum of the 512 bytes with the checksum field read as spaces).
+fn is_v7_tar_header(b: &[u8]) -> bool {
+    let Some(h) = b.get(..512) else {
+        return false;
+    };
+    let field = &h[148..156];
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|c| *c == b' ')
+        .take_while(|c| (b'0'..=b'7').contains(c))
+        .collect();
+    if h[0] == 0 || digits.is_empty() {
+        return false;
+    }
+    let Ok(stored) = u32::from_str_radix(std::str::from_utf8(&digits).unwrap_or("x"), 8) else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*c)
+            }
+        })
+        .sum();
+    stored == sum
+}
+
 /// Whether `bytes` (the start of a file) are an image or a media container that may hold one:
 /// what the input walk treats as an image, and what `image` cannot decode but a camera or
 /// phone writes (HEIC/AVIF/MP4/MOV, Photoshop, JPEG 2000, RIFF, Matroska).
@@ -88,16 +121,79 @@ pub fn looks_like_image(bytes: &[u8]) -> bool {
         || bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3])
 }
 
-/// Why an archive or table must not pass through (`Some`), or `None` for a file that is none, or
-/// an archive whose members are all plainly not images.
-pub fn holds_images(bytes: &[u8]) -> Option<String> {
-    holds_images_in(Cursor::new(bytes)).unwrap_or_else(|e| Some(format!("unreadable ({e})")))
+/// Extensions of pictures and media that veil does not redact (it redacts JPEG, PNG and WebP,
+/// recognised by content): a file or member named so is never passed through unchanged, whatever
+/// its content looks like (a TGA has no signature; a JPEG with a damaged one is still shown by
+/// some viewers).
+pub const PICTURE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "pjpeg", "pjp", "png", "apng", "webp", "gif", "bmp", "dib",
+    "tif", "tiff", "tga", "icb", "vda", "vst", "svg", "svgz", "jxl", "heic", "heif", "avif", "jp2",
+    "j2k", "jpf", "jpx", "jpm", "ico", "cur", "psd", "psb", "xcf", "dng", "cr2", "cr3", "crw",
+    "nef", "nrw", "arw", "srf", "sr2", "orf", "rw2", "raf", "pef", "srw", "x3f", "raw", "exr",
+    "hdr", "pbm", "pgm", "ppm", "pnm", "pam", "qoi", "dds", "mp4", "m4v", "mov", "avi", "mkv",
+    "webm", "mpg", "mpeg", "3gp",
+];
+
+/// Why a file or archive member that veil does not redact must not pass through either: its
+/// content is an image or media container, an SVG or a JPEG XL codestream, or its name says it
+/// is a picture. `head` is the start of its content.
+pub fn picture_not_redacted(name: &str, head: &[u8]) -> Option<String> {
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let what = if looks_like_image(head) {
+        "its content is an image or a media container"
+    } else if head.starts_with(&[0xFF, 0x0A]) || head.starts_with(b"\0\0\0\x0cJXL ") {
+        "its content is a JPEG XL image"
+    } else if is_svg(head) {
+        "its content is an SVG drawing (which may embed pictures)"
+    } else if ext
+        .as_deref()
+        .is_some_and(|e| PICTURE_EXTENSIONS.contains(&e))
+    {
+        "it is named as a picture but its content is not a JPEG, PNG or WebP veil can read"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{what}; veil redacts JPEG, PNG and WebP only, so it is not passed through: convert it to \
+         one of them (or rename it to its real type) and run again, or remove it"
+    ))
+}
+
+/// [`picture_not_redacted`] of the file at `path`, from its name and first kilobyte.
+pub fn file_picture_not_redacted(path: &Path) -> Option<String> {
+    let mut head = Vec::with_capacity(1024);
+    let file = std::fs::File::open(path).ok()?;
+    file.take(1024).read_to_end(&mut head).ok()?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    picture_not_redacted(name, &head)
+}
+
+/// An SVG document: `<svg` among the first kilobyte's tags (after an XML prolog or comments).
+fn is_svg(head: &[u8]) -> bool {
+    let head = &head[..head.len().min(1024)];
+    head.windows(4).any(|w| w.eq_ignore_ascii_case(b"<svg"))
+}
+
+/// A zip archive with something before it (a self-extracting archive, or data prepended to
+/// hide it): the end-of-central-directory record in the last 64 KiB.
+fn zip_end_in(tail: &[u8]) -> bool {
+    tail.windows(4).any(|w| w == b"PK\x05\x06")
+}
+
+/// Why an archive, table or picture must not pass through (`Some`), or `None` for a file that is
+/// none, or an archive whose members are all plainly not images. `name` is the file's name.
+pub fn holds_images(name: &str, bytes: &[u8]) -> Option<String> {
+    holds_images_in(name, Cursor::new(bytes)).unwrap_or_else(|e| Some(format!("unreadable ({e})")))
 }
 
 /// [`holds_images`] of a file, read as a stream (a WebDataset shard of gigabytes is never held
 /// in memory: only the first bytes of each member are read).
 pub fn file_holds_images(path: &Path) -> std::io::Result<Option<String>> {
-    holds_images_in(std::io::BufReader::new(std::fs::File::open(path)?))
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    holds_images_in(name, std::io::BufReader::new(std::fs::File::open(path)?))
 }
 
 /// [`sniff`] of the file at `path`, from its first and last bytes.
@@ -113,16 +209,31 @@ pub fn file_kind(path: &std::path::Path) -> std::io::Result<Option<ArchiveKind>>
     Ok(sniff_ends(&head, &tail))
 }
 
-fn holds_images_in<R: Read + Seek>(mut r: R) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(512);
-    (&mut r).take(512).read_to_end(&mut head)?;
-    let mut tail = [0u8; 4];
-    if r.seek(SeekFrom::End(0))? >= 8 {
-        r.seek(SeekFrom::End(-4))?;
-        r.read_exact(&mut tail)?;
-    }
+fn holds_images_in<R: Read + Seek>(name: &str, mut r: R) -> std::io::Result<Option<String>> {
+    let mut head = Vec::with_capacity(1024);
+    (&mut r).take(1024).read_to_end(&mut head)?;
+    let len = r.seek(SeekFrom::End(0))?;
+    let back = len.min(65_557); // the largest end-of-central-directory record and its comment
+    let mut tail = vec![0u8; back as usize];
+    r.seek(SeekFrom::End(-(back as i64)))?;
+    r.read_exact(&mut tail)?;
     r.seek(SeekFrom::Start(0))?;
-    let Some(kind) = sniff_ends(&head, &tail) else {
+    let last4 = if len >= 8 {
+        &tail[tail.len() - 4..]
+    } else {
+        &[][..]
+    };
+    let Some(kind) = sniff_ends(&head, last4) else {
+        if let Some(why) = picture_not_redacted(name, &head) {
+            return Ok(Some(why));
+        }
+        if zip_end_in(&tail) {
+            return Ok(Some(
+                "a zip archive with other data before it (self-extracting, or hidden): veil \
+                 cannot look inside it, so it may hold images"
+                    .into(),
+            ));
+        }
         return Ok(None);
     };
     let members = match kind {
@@ -139,7 +250,9 @@ fn holds_images_in<R: Read + Seek>(mut r: R) -> std::io::Result<Option<String>> 
         Err(why) => Some(format!("{}: {why}, so it may hold images", kind.as_str())),
         Ok(heads) => heads
             .iter()
-            .find(|(_, head)| looks_like_image(head) || sniff(head).is_some())
+            .find(|(name, head)| {
+                sniff(head).is_some() || picture_not_redacted(name, head).is_some()
+            })
             .map(|(name, _)| format!("{} that holds images or archives ({name})", kind.as_str())),
     })
 }
@@ -237,15 +350,15 @@ mod tests {
         let text: &[u8] = b"{\"caption\": \"a person\"}";
         let shard = tar_of(&[("000001.json", text), ("000001.jpg", &img)]);
         assert_eq!(sniff(&shard), Some(ArchiveKind::Tar));
-        let why = holds_images(&shard).unwrap();
+        let why = holds_images("f", &shard).unwrap();
         assert!(why.contains("000001.jpg"), "{why}");
-        assert_eq!(holds_images(&tar_of(&[("a.json", text)])), None);
+        assert_eq!(holds_images("f", &tar_of(&[("a.json", text)])), None);
 
         let z = zip_of(&[("notes.txt", text), ("photos/p.png", &img)]);
-        assert!(holds_images(&z).unwrap().contains("photos/p.png"));
-        assert_eq!(holds_images(&zip_of(&[("notes.txt", text)])), None);
+        assert!(holds_images("f", &z).unwrap().contains("photos/p.png"));
+        assert_eq!(holds_images("f", &zip_of(&[("notes.txt", text)])), None);
         // An archive inside an archive may hold images.
-        assert!(holds_images(&zip_of(&[("inner.tar", &shard)])).is_some());
+        assert!(holds_images("f", &zip_of(&[("inner.tar", &shard)])).is_some());
     }
 
     #[test]
@@ -256,13 +369,69 @@ mod tests {
             (b"PAR1 columns PAR1".to_vec(), "Parquet"),
             (b"Rar!\x1a\x07\x01\x00".to_vec(), "RAR"),
         ] {
-            let why = holds_images(&bytes).unwrap();
+            let why = holds_images("f", &bytes).unwrap();
             assert!(why.contains(kind), "{why}");
         }
         // A truncated tar: its header claims more than there is.
         let mut shard = tar_of(&[("000001.jpg", &png())]);
         shard.truncate(600);
-        assert!(holds_images(&shard).is_some());
-        assert_eq!(holds_images(b"plain text, no archive"), None);
+        assert!(holds_images("f", &shard).is_some());
+        assert_eq!(holds_images("f", b"plain text, no archive"), None);
+    }
+
+    #[test]
+    fn pictures_veil_does_not_redact_are_refused_by_content_or_name() {
+        let text: &[u8] = b"{\"caption\": \"a person\"}";
+        // A TGA has no signature: its name is all there is.
+        let tga = [
+            &[0u8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 24, 0][..],
+            &[9; 12],
+        ]
+        .concat();
+        assert!(holds_images("face.tga", &tga)
+            .unwrap()
+            .contains("named as a picture"));
+        assert!(holds_images("face.jpg", b"\xFF\xD9 damaged signature").is_some());
+        let svg = b"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"><image href=\"data:image/png;base64,iVBOR\"/></svg>";
+        assert!(holds_images("drawing.xml", svg).unwrap().contains("SVG"));
+        assert!(holds_images("x.bin", b"\xFF\x0A\xFA\x7F")
+            .unwrap()
+            .contains("JPEG XL"));
+        // A JPEG without an extension, a BMP under another name.
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&[0; 60]);
+        assert!(holds_images("photo", &bmp).is_some());
+        assert_eq!(holds_images("notes.txt", text), None);
+        // Members are judged the same way.
+        let shard = tar_of(&[("000001.json", text), ("000001.tga", &tga)]);
+        assert!(holds_images("s.tar", &shard)
+            .unwrap()
+            .contains("000001.tga"));
+    }
+
+    #[test]
+    fn a_tar_without_magic_and_a_zip_behind_other_bytes_are_archives() {
+        let mut v7 = tar_of(&[("photo.jpg", &png())]);
+        v7[257..265].fill(0); // no "ustar\0" + version: a pre-POSIX header
+        let sum: u32 = v7[..512]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u32::from(*c)
+                }
+            })
+            .sum();
+        v7[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(sniff(&v7), Some(ArchiveKind::Tar));
+        assert!(holds_images("old.tar", &v7).unwrap().contains("photo.jpg"));
+        let sfx = [
+            &b"#!/bin/sh\nexit 0\n"[..],
+            &zip_of(&[("photo.jpg", &png())]),
+        ]
+        .concat();
+        assert!(holds_images("setup.bin", &sfx).unwrap().contains("zip"));
     }
 }

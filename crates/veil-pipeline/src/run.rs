@@ -546,10 +546,23 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
                         kind: crate::archive_job::JobKind::Table(column),
                     }),
                     Ok(None) => plain_others.push(rel),
-                    Err(e) => refused.push((rel, format!("Parquet table: {e}"))),
+                    Err(e) => {
+                        refused.push((rel, container_refused(&format!("Parquet table: {e}"))))
+                    }
                 }
             }
-            _ => refused.push((rel, why)),
+            // A picture veil does not redact (by content or name), or a container it cannot read.
+            _ => {
+                let picture = match crate::archives::file_kind(&path) {
+                    Ok(None) => crate::archives::file_picture_not_redacted(&path),
+                    _ => None,
+                };
+                let why = match picture {
+                    Some(p) => format!("not processed: {p}"),
+                    None => container_refused(&why),
+                };
+                refused.push((rel, why));
+            }
         }
     }
     listing.others = plain_others;
@@ -701,9 +714,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             &rel_string(&rel),
             &settings,
             veil_core::FailureStage::Decode,
-            &format!(
-                "not processed: container ({why}); veil reads images inside tar, tar.gz, tar.zst and zip archives and Parquet tables only: unpack it into the input and run again"
-            ),
+            &why,
         );
         done(record, times);
     }
@@ -774,6 +785,14 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     })
 }
 
+/// The failure of a container veil does not read (`why` says what it is).
+fn container_refused(why: &str) -> String {
+    format!(
+        "not processed: container ({why}); veil reads images inside tar, tar.gz, tar.zst and zip \
+         archives and Parquet tables only: unpack it into the input and run again"
+    )
+}
+
 /// Copies non-image files unchanged, except anything whose content looks like an image (it would
 /// bypass redaction) and veil's own record files. Returns (copied, not copied with reasons).
 fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>, Vec<String>) {
@@ -800,7 +819,7 @@ fn copy_others(input: &Path, output: &Path, others: &[PathBuf]) -> (Vec<String>,
         }
         // Archives and tables that may hold images were failed before copying; this is the
         // last line, should one change between the two reads.
-        if let Some(why) = crate::archives::holds_images(&bytes) {
+        if let Some(why) = crate::archives::holds_images(&s, &bytes) {
             listed.push(format!("{s} (not copied: {why})"));
             continue;
         }
