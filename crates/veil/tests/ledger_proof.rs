@@ -181,7 +181,7 @@ fn every_change_behind_the_ledgers_back_is_named_by_verify() {
             "tombstone",
             "DELETE FROM tombstones".to_string(),
             format!(
-                "DIFFERS  tombstones [request=\"{}\", dataset=\"ds\", path=\"{}\"] (row)",
+                "DIFFERS  tombstones [request=\"{}\", dataset=\"ds\", version=\"1\", path=\"{}\"] (row)",
                 f.id, f.withdrawn
             ),
         ),
