@@ -409,7 +409,13 @@ fn links_and_other_files_are_handled_without_leaking_images() {
     fs::write(input.join("sub/IMG_0001.HEIC"), heic).unwrap();
     let out = t.path().join("out");
     let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--copy-other"]);
-    assert_eq!(code, 0, "{err}");
+    // The pictures veil cannot redact are failures (exit 1), not quietly left behind.
+    assert_eq!(code, 1, "{err}");
+    let recs = provenance(&out);
+    for name in ["disguised.txt", "sub/IMG_0001.HEIC"] {
+        let r = recs.iter().find(|r| r["path"] == name);
+        assert!(r.is_some_and(|r| r["status"] == "failed"), "{name}: {r:?}");
+    }
     assert!(
         !out.join("sub/link.png").exists(),
         "followed a link out of the input"
