@@ -33,14 +33,8 @@ fn kind(file: &Path) -> Result<Kind, String> {
     }
 }
 
-/// The WebDataset key of a member name: the name up to the first `.` of its last component.
-pub fn sample_key(name: &str) -> &str {
-    let start = name.rfind('/').map_or(0, |i| i + 1);
-    match name[start..].find('.') {
-        Some(dot) => &name[..start + dot],
-        None => name,
-    }
-}
+/// The WebDataset key of a member name, as the release that drops a withdrawn sample counts it.
+pub use veil_ledger::members::sample_key;
 
 impl Containers for DatasetContainers {
     fn read_members(&self, file: &Path, f: &mut dyn FnMut(usize, &[u8])) -> Result<(), String> {
@@ -138,18 +132,5 @@ impl Containers for DatasetContainers {
                 Ok(dropped)
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sample_keys_follow_webdataset() {
-        assert_eq!(sample_key("000123.jpg"), "000123");
-        assert_eq!(sample_key("000123.seg.png"), "000123");
-        assert_eq!(sample_key("a.b/000123.txt"), "a.b/000123");
-        assert_eq!(sample_key("README"), "README");
     }
 }
