@@ -89,6 +89,10 @@ pub enum ReleaseCommand {
         /// The Merkle root to check against, as published in release.json (else the proof's own).
         #[arg(long)]
         root_hash: Option<String>,
+        /// The item count published in release.json beside the root: binds the proof's tree
+        /// size, and so the item's position (a path can fit a smaller tree with the same root).
+        #[arg(long)]
+        items: Option<u64>,
     },
 }
 
@@ -430,9 +434,11 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
                 }
             }
         }
-        ReleaseCommand::CheckProof { proof, root_hash } => {
-            check_proof(&proof, root_hash.as_deref())
-        }
+        ReleaseCommand::CheckProof {
+            proof,
+            root_hash,
+            items,
+        } => check_proof(&proof, root_hash.as_deref(), items),
     }
 }
 
@@ -452,7 +458,33 @@ fn wrong_root(proof_root: &str, root_hash: Option<&str>) -> bool {
     }
 }
 
-fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
+/// True when `items` is given and differs from the proof's tree size (and says so).
+fn wrong_size(proof_size: u64, items: Option<u64>) -> bool {
+    match items {
+        Some(n) if n != proof_size => {
+            println!("INVALID: the proof is for a release of {proof_size} items, not {n}");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// What a valid proof was checked against: the published root and count, or only itself.
+fn against(root_hash: Option<&str>, items: Option<u64>) -> &'static str {
+    match (root_hash, items) {
+        (Some(_), Some(_)) => "checked against the published root and item count",
+        (Some(_), None) => {
+            "checked against the published root; pass --items from release.json to bind the \
+             item count and position too"
+        }
+        _ => {
+            "checked against the proof's own root only: pass --root-hash and --items from the \
+             release's published release.json to check it against the release"
+        }
+    }
+}
+
+fn check_proof(path: &Path, root_hash: Option<&str>, items: Option<u64>) -> Result<i32> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).context("not a veil proof")?;
@@ -463,21 +495,22 @@ fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
     if absence {
         let p: veil_ledger::AbsenceProof =
             serde_json::from_value(value).context("not a veil absence proof")?;
-        return Ok(check_absence(&p, root_hash));
+        return Ok(check_absence(&p, root_hash, items));
     }
     let p: veil_ledger::InclusionProof =
         serde_json::from_value(value).context("not a veil inclusion proof")?;
-    if wrong_root(&p.merkle_root, root_hash) {
+    if wrong_root(&p.merkle_root, root_hash) || wrong_size(p.size, items) {
         return Ok(exit::FAILURES);
     }
     if veil_ledger::check_proof(&p) {
         println!(
-            "valid: item {} of {} is in {}@{} (root {})",
+            "valid: item {} of {} is in {}@{} (root {}; {})",
             p.index,
             p.size,
             p.dataset.escape_debug(),
             p.version.escape_debug(),
-            p.merkle_root
+            p.merkle_root.escape_debug(),
+            against(root_hash, items)
         );
         Ok(exit::OK)
     } else {
@@ -489,8 +522,12 @@ fn check_proof(path: &Path, root_hash: Option<&str>) -> Result<i32> {
     }
 }
 
-fn check_absence(p: &veil_ledger::AbsenceProof, root_hash: Option<&str>) -> i32 {
-    if wrong_root(&p.merkle_root, root_hash) {
+fn check_absence(
+    p: &veil_ledger::AbsenceProof,
+    root_hash: Option<&str>,
+    items: Option<u64>,
+) -> i32 {
+    if wrong_root(&p.merkle_root, root_hash) || wrong_size(p.size, items) {
         return exit::FAILURES;
     }
     if !veil_ledger::check_absence(p) {
@@ -508,12 +545,13 @@ fn check_absence(p: &veil_ledger::AbsenceProof, root_hash: Option<&str>) -> i32 
         (None, None) => "the release is empty".to_string(),
     };
     println!(
-        "valid: {} is not in {}@{} ({} items, root {}): {place}",
+        "valid: {} is not in {}@{} ({} items, root {}): {place} ({})",
         p.path.escape_debug(),
         p.dataset.escape_debug(),
         p.version.escape_debug(),
         p.size,
-        p.merkle_root
+        p.merkle_root.escape_debug(),
+        against(root_hash, items)
     );
     exit::OK
 }

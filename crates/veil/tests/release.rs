@@ -190,6 +190,67 @@ fn inclusion_proofs_verify_and_fail_when_tampered_and_diff_counts_changes() {
     );
 }
 
+/// A Merkle path also fits a smaller tree with the same root: the last of 5 items' path proves
+/// "item 1 of 2" as well. `--items` (the count published beside the root) binds the size.
+#[test]
+fn check_proof_binds_the_published_item_count() {
+    let t = tempfile::tempdir().unwrap();
+    let out = redacted_sample(t.path());
+    let root = t.path().join("manifests");
+    assert_eq!(release_build(&out, "s", "1", &root).0, 0);
+    let info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("s/1/release.json")).unwrap()).unwrap();
+    let items = info["items"].as_u64().unwrap();
+    assert_eq!(items, 5);
+    let merkle_root = info["merkle_root"].as_str().unwrap().to_string();
+    let manifest = fs::read_to_string(root.join("s/1/manifest.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(manifest.lines().last().unwrap()).unwrap();
+    let (code, proof, err) = run(&[
+        &"release",
+        &"prove",
+        &"s@1",
+        &"--item",
+        &last["path"].as_str().unwrap(),
+        &"--root",
+        &root,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let file = t.path().join("proof.json");
+    fs::write(&file, &proof).unwrap();
+    let n = items.to_string();
+    let check = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"release",
+            &"check-proof",
+            &file,
+            &"--root-hash",
+            &merkle_root,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, stdout, _) = check(&[&"--items", &n]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("published root and item count"), "{stdout}");
+
+    let mut p: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(p["index"], 4);
+    p["index"] = 1.into();
+    p["size"] = 2.into();
+    fs::write(&file, p.to_string()).unwrap();
+    // The root alone cannot tell: the forged position checks out against it...
+    let (code, stdout, _) = check(&[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("--items"),
+        "says what is not bound: {stdout}"
+    );
+    // ... the published count does.
+    let (code, stdout, _) = check(&[&"--items", &n]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("not 5"), "{stdout}");
+}
+
 #[test]
 fn absence_proofs_verify_and_fail_when_tampered() {
     let t = tempfile::tempdir().unwrap();
