@@ -359,7 +359,9 @@ impl Ledger {
             });
         }
         let mut ledger = Ledger::configure(conn, path)?;
-        if version < SCHEMA_VERSION {
+        // An older ledger is migrated (a write) only when its event chain verifies: one that
+        // does not is left as it is, for `open` to refuse and `ledger verify` to report.
+        if version < SCHEMA_VERSION && ledger.verify_chain()?.problem.is_none() {
             ledger.migrate()?;
         }
         Ok(ledger)
@@ -669,6 +671,49 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM tombstones", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    /// A schema-3 ledger whose first event was altered is refused before the migration to the
+    /// current schema writes anything: the file is byte-for-byte what it was.
+    #[test]
+    fn an_older_ledger_with_a_broken_chain_is_refused_unchanged() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("old.sqlite");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.pragma_update(None, "journal_mode", "WAL").unwrap();
+            db.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                .unwrap();
+            for sql in &MIGRATIONS[..3] {
+                db.execute_batch(sql).unwrap();
+            }
+            db.execute_batch(&format!(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', '{FORMAT}');
+                 INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '3');
+                 INSERT INTO events (seq, at, kind, payload, prev, hash)
+                 VALUES (1, '2026-11-25T00:00:00Z', 'ledger.migrated', '{{}}', '{GENESIS}', 'altered');"
+            ))
+            .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let Err(err) = Ledger::open(&path) else {
+            panic!("a broken chain is refused");
+        };
+        assert!(matches!(err, LedgerError::Tampered { seq: 1, .. }), "{err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was written"
+        );
+        let version: String = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "3");
     }
 
     #[test]
