@@ -872,7 +872,13 @@ pub fn unrecorded_files(
     output: &Path,
     records: &[ProvenanceRecord],
 ) -> Result<Vec<(String, String)>, PipelineError> {
-    let named: std::collections::HashSet<&str> = records.iter().map(|r| r.path.as_str()).collect();
+    // Only records with an output name a file: a failed record has none, so a file at its path
+    // (put there by hand, or left by a later run) is not vouched for by it.
+    let named: std::collections::HashSet<&str> = records
+        .iter()
+        .filter(|r| r.output_blake3.is_some())
+        .map(|r| r.path.as_str())
+        .collect();
     // The review page's thumbnails are `report/thumbs/<first 32 hex of an output's blake3>.jpg`:
     // only those of recorded outputs are known, so a photo dropped in there is still reported.
     let thumbs: std::collections::HashSet<String> = records

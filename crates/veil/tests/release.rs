@@ -378,6 +378,8 @@ fn release_build_refuses_unrecorded_images_and_archives() {
     let out = redacted_sample(t.path());
     let input = t.path().join("in");
     fs::copy(input.join("astronaut.png"), out.join("stray.png")).unwrap();
+    // A file where a failed record's output would be: the record (no output) does not vouch for it.
+    fs::copy(input.join("astronaut.png"), out.join("broken.jpg")).unwrap();
     let mut shard = tar::Builder::new(Vec::new());
     shard
         .append_path_with_name(input.join("coffee.png"), "000001.png")
@@ -392,6 +394,10 @@ fn release_build_refuses_unrecorded_images_and_archives() {
     );
     assert!(
         err.contains("NOT REDACTED BY VEIL shard-000.tar: tar archive that holds images"),
+        "{err}"
+    );
+    assert!(
+        err.contains("NOT REDACTED BY VEIL broken.jpg: an image"),
         "{err}"
     );
     assert!(!root.join("sample/1").exists(), "nothing built");
@@ -409,6 +415,7 @@ fn release_build_refuses_unrecorded_images_and_archives() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("LEFT OUT stray.png"), "{err}");
+    assert!(err.contains("LEFT OUT broken.jpg"), "{err}");
     assert!(stdout.contains("5 items"), "{stdout}");
     let manifest = fs::read_to_string(root.join("sample/1/manifest.jsonl")).unwrap();
     assert!(!manifest.contains("stray.png") && !manifest.contains("shard-000.tar"));
