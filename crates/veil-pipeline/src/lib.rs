@@ -6,6 +6,7 @@
 //! ([`parquet_job`]) go through the same stages member by member. It never prints: it sends
 //! [`veil_core::ProgressEvent`]s to the caller.
 
+pub mod alpha_view;
 pub mod archive_job;
 pub mod archives;
 pub mod container;

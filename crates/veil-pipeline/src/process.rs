@@ -191,6 +191,8 @@ pub struct Prepared {
     decoded: Decoded,
     /// The RGB view of an RGBA source (an RGB source is its own view).
     rgb_of_rgba: Option<RgbImage>,
+    /// What the detectors see of a source with transparency ([`crate::alpha_view`]).
+    alpha_view: Option<RgbImage>,
     p: Partial,
     /// The image's place in the run's in-flight budget, given back when it is dropped.
     permit: Option<Permit>,
@@ -220,9 +222,21 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
+/// The panels the detectors see of a source with transparency, `None` for an opaque one.
+fn alpha_view_of(decoded: &Decoded) -> Option<RgbImage> {
+    match &decoded.image {
+        Working::Rgba(i) => crate::alpha_view::panels(i),
+        Working::Rgb(_) => None,
+    }
+}
+
 impl Prepared {
-    /// The upright RGB pixels the detectors run on.
+    /// The upright RGB pixels the detectors run on (for a source with transparency, the panels
+    /// of [`crate::alpha_view`]; [`finish`] maps their detections back).
     pub fn rgb(&self) -> &RgbImage {
+        if let Some(view) = &self.alpha_view {
+            return view;
+        }
         match (&self.decoded.image, &self.rgb_of_rgba) {
             (Working::Rgb(i), _) => i,
             (Working::Rgba(_), Some(rgb)) => rgb,
@@ -390,6 +404,7 @@ pub fn prepare(
     };
     match steps {
         Ok((bytes, format, decoded, rgb_of_rgba)) => Ok(Prepared {
+            alpha_view: alpha_view_of(&decoded),
             permit,
             rel: rel.to_path_buf(),
             rel_str: rel_str.to_string(),
@@ -424,6 +439,7 @@ pub fn prepare_member(
     let mut permit = None;
     match prepare_bytes_steps(bytes, settings, admit, &mut permit, &mut p) {
         Ok((bytes, format, decoded, rgb_of_rgba)) => Ok(Prepared {
+            alpha_view: alpha_view_of(&decoded),
             permit,
             rel: PathBuf::from(rel_str),
             rel_str: rel_str.to_string(),
@@ -509,6 +525,7 @@ fn finish_into(
         format,
         decoded,
         rgb_of_rgba,
+        alpha_view,
         mut p,
         permit,
         member: _,
@@ -517,7 +534,10 @@ fn finish_into(
     let result = match detections {
         Err(e) => Err(fail(FailureStage::Detect)(e)),
         Ok(dets) => {
-            p.detections = dets;
+            p.detections = match alpha_view {
+                Some(_) => crate::alpha_view::from_panels(dets, decoded.image.dimensions().0),
+                None => dets,
+            };
             finish_steps(
                 output_root,
                 &rel,
