@@ -566,6 +566,31 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         }
     }
     listing.others = plain_others;
+    // A file named like a member of an archive beside it (`x.tar#y.jpg` next to `x.tar`) would
+    // share that member's record path, and resume, merge and releases would take one for the
+    // other: the run is refused before any image is processed.
+    let members_of: Vec<String> = archives
+        .iter()
+        .map(|a| format!("{}#", rel_string(&a.rel)))
+        .collect();
+    if let Some((file, archive)) = listing
+        .images
+        .iter()
+        .chain(&listing.others)
+        .chain(refused.iter().map(|(rel, _)| rel))
+        .find_map(|rel| {
+            let s = rel_string(rel);
+            members_of
+                .iter()
+                .find(|m| s.starts_with(m.as_str()))
+                .map(|m| (s.clone(), m.trim_end_matches('#').to_string()))
+        })
+    {
+        return Err(PipelineError::Usage(format!(
+            "{file} is named like a member of the archive {archive} beside it, and records name \
+             archive members `ARCHIVE#MEMBER`: rename the file (without `#`) and run again"
+        )));
+    }
     // Resume: records that still stand are kept (rewritten first, atomically), their images
     // skipped; the rest are appended as they finish.
     let resume = if cfg.fresh {

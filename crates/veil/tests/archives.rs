@@ -362,3 +362,36 @@ fn runs_killed_inside_archives_resume_to_the_same_outputs() {
         assert!(a == b, "{p} differs from the uninterrupted run");
     }
 }
+
+/// A file named like a member of an archive beside it would share the member's record path
+/// (`x.tar#y.png`): the run is refused (exit 2) before any image is processed, naming both.
+#[test]
+fn a_file_named_like_an_archive_member_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = {
+        let img =
+            image::RgbImage::from_fn(40, 40, |x, y| image::Rgb([x as u8 * 5, y as u8 * 5, 9]));
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(png.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "y.png", png.as_slice()).unwrap();
+    std::fs::write(input.join("x.tar"), b.into_inner().unwrap()).unwrap();
+    std::fs::write(input.join("x.tar#y.png"), &png).unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("x.tar#y.png is named like a member of the archive x.tar"),
+        "{err}"
+    );
+    assert!(!out.join("x.tar").exists() && !out.join("x.tar#y.png").exists());
+}
