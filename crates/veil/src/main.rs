@@ -652,9 +652,25 @@ fn merge(output: &std::path::Path, input: Option<&std::path::Path>) -> Result<i3
     Ok(exit::OK)
 }
 
-fn check(a: CheckArgs) -> Result<i32> {
+fn check(mut a: CheckArgs) -> Result<i32> {
     if !(a.threshold > 0.0 && a.threshold < 1.0) {
         anyhow::bail!("--threshold must be between 0 and 1");
+    }
+    // Whatever the redaction looked for is looked for again: persons too when any record says
+    // they were detected, even without --detect (a person left visible is a leak as well).
+    let wants_persons = |d: &[String]| d.iter().any(|w| matches!(w.trim(), "persons" | "person"));
+    if !wants_persons(&a.det.detect) {
+        let prov = a.output.join(veil_ledger::PROVENANCE_FILE);
+        let records = veil_ledger::read_provenance(&prov).unwrap_or_default();
+        if records
+            .iter()
+            .any(|r| r.params["detect"]["persons"] == true)
+        {
+            if !a.quiet {
+                eprintln!("veil: the records say persons were detected: checking for persons too");
+            }
+            a.det.detect.push("persons".into());
+        }
     }
     let (cfg, _, jobs) = detector_config(&a.det, &[], None)?;
     let progress = progress::Progress::new(a.quiet);

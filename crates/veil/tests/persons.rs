@@ -456,3 +456,30 @@ fn every_person_mode_redacts_every_shared_photo() {
         );
     }
 }
+
+/// `veil check` looks again for whatever the redaction looked for: persons too when the records
+/// say persons were detected, without `--detect`; an honest output still passes.
+#[test]
+fn check_looks_for_persons_when_the_records_say_persons_were_redacted() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    assert_eq!(run(&[&"sample", &input]).0, 0);
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[
+        &"redact",
+        &input,
+        &out,
+        &"-q",
+        &"--detect",
+        &"faces,persons",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[&"check", &out]);
+    assert_eq!(code, 0, "an honest output passes: {err}");
+    assert!(err.contains("checking for persons too"), "{err}");
+    let faces_only = t.path().join("faces");
+    let (code, _, err) = run(&[&"redact", &input, &faces_only, &"-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, _, err) = run(&[&"check", &faces_only]);
+    assert!(!err.contains("persons too"), "{err}");
+}
