@@ -485,6 +485,35 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The lock that makes `send` one sender at a time for this ledger (released when dropped):
+    /// a file beside the ledger, `.NAME.send-lock`.
+    pub(crate) fn sender_lock(&self) -> Result<std::fs::File, LedgerError> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = self.dir().join(format!(".{name}.send-lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LedgerError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::Invalid(
+                "another `veil takedown send` is delivering this ledger's letters: wait for it \
+                 to finish, then run again (two at once would send letters twice)"
+                    .into(),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(LedgerError::Io { path, source: e }),
+        }
+    }
+
     /// The directory holding the ledger (templates and the outbox live beside it).
     pub(crate) fn dir(&self) -> std::path::PathBuf {
         self.path

@@ -182,6 +182,13 @@ impl Ledger {
     ) -> Result<SendReport, LedgerError> {
         let mut report = SendReport::default();
         let now = veil_core::now_rfc3339();
+        // One sender at a time per ledger: two runs would both pick up the same pending letters
+        // (and take each other's deliveries in progress for interrupted ones). Held until return.
+        let _sender = if opts.dry_run {
+            None
+        } else {
+            Some(self.sender_lock()?)
+        };
         // Interrupted deliveries first: they may have reached the server.
         if !opts.dry_run {
             let stuck: Vec<(i64, String)> = {
@@ -356,10 +363,14 @@ impl Ledger {
         let file = dir.join(format!("{:04}-{}.eml", l.id, l.kind));
         let bytes = match build_message(l, &c) {
             Ok(m) => m.formatted(),
-            // An unaddressable letter: its text, for whoever sends it by other means.
+            // An unaddressable letter: its text, for whoever sends it by other means. Its header
+            // fields are untrusted text on one line each (no header can be added through them).
             Err(_) => format!(
                 "To: {} <{}>\nSubject: {}\n\n{}",
-                l.to_name, l.to_addr, l.subject, l.text
+                one_line(&l.to_name),
+                one_line(&l.to_addr),
+                one_line(&l.subject),
+                l.text
             )
             .into_bytes(),
         };
@@ -393,12 +404,61 @@ fn read_password(path: &PathBuf) -> Result<String, LedgerError> {
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
-/// The user name of a URL `scheme://user[:pass]@host...`.
+/// `s` with line breaks and other control characters replaced by spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The user name of a URL `scheme://user[:pass]@host...`, percent-decoded
+/// (`takedowns%40example.org` is `takedowns@example.org`).
 fn url_user(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?']).next()?;
     let (userinfo, _) = authority.rsplit_once('@')?;
-    Some(userinfo.split(':').next()?.to_string())
+    let raw = userinfo.split(':').next()?.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            raw[i],
+            raw.get(i + 1).and_then(|b| hex(*b)),
+            raw.get(i + 2).and_then(|b| hex(*b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether the URL's connection is encrypted from the start or before login (`smtps://`, or
+/// `tls=required`), or goes to this machine only (a local relay).
+fn encrypted_or_local(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    if scheme.eq_ignore_ascii_case("smtps") || url.contains("tls=required") {
+        return true;
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn transport(c: &SmtpConfig) -> Result<SmtpTransport, LedgerError> {
@@ -409,6 +469,14 @@ fn transport(c: &SmtpConfig) -> Result<SmtpTransport, LedgerError> {
         ))
     })?;
     if let (Some(p), Some(user)) = (&c.password, url_user(&c.url)) {
+        if !encrypted_or_local(&c.url) {
+            return Err(LedgerError::Invalid(
+                "VEIL_SMTP_URL would send the SMTP password unencrypted: use smtps://user@host, \
+                 or smtp://user@host:587?tls=required (plain smtp:// is for a relay on this \
+                 machine only)"
+                    .into(),
+            ));
+        }
         b = b.credentials(Credentials::new(user, p.clone()));
     }
     Ok(b.timeout(Some(Duration::from_secs(30))).build())
@@ -462,5 +530,74 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
             }
         ),
         None => format!("could not deliver ({e}); retried on the next send"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_percent_decoded() {
+        assert_eq!(
+            url_user("smtps://takedowns%40example.org@mail.example.org").as_deref(),
+            Some("takedowns@example.org")
+        );
+        assert_eq!(url_user("smtp://bob:x@h:25").as_deref(), Some("bob"));
+        assert_eq!(url_user("smtp://h:25"), None);
+    }
+
+    #[test]
+    fn a_password_goes_only_over_tls_or_to_this_machine() {
+        for ok in [
+            "smtps://u@mail.example.org",
+            "smtp://u@mail.example.org:587?tls=required",
+            "smtp://u@127.0.0.1:2525",
+            "smtp://u@localhost:25",
+            "smtp://u@[::1]:2525",
+        ] {
+            assert!(encrypted_or_local(ok), "{ok}");
+        }
+        for plain in [
+            "smtp://u@mail.example.org",
+            "smtp://u@mail.example.org:587?tls=opportunistic",
+            "smtp://u@10.0.0.5:25",
+        ] {
+            assert!(!encrypted_or_local(plain), "{plain}");
+        }
+        let c = SmtpConfig {
+            url: "smtp://u@mail.example.org:25".into(),
+            from: "a@b.example".into(),
+            reply_to: None,
+            password: Some("s3cret".into()),
+        };
+        let err = transport(&c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unencrypted"), "{err}");
+    }
+
+    #[test]
+    fn header_fields_of_an_unaddressable_letter_stay_on_one_line() {
+        assert_eq!(
+            one_line("bob at example\r\nBcc: evil@x.example"),
+            "bob at example  Bcc: evil@x.example"
+        );
+    }
+
+    #[test]
+    fn one_sender_at_a_time() {
+        let t = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open_or_create(&t.path().join("ledger.sqlite")).unwrap();
+        let held = ledger.sender_lock().unwrap();
+        let err = ledger
+            .sender_lock()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("another `veil takedown send`"), "{err}");
+        drop(held);
+        assert!(ledger.sender_lock().is_ok());
     }
 }
