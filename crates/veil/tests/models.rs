@@ -66,6 +66,25 @@ fn models_verify_reports_fetched_files_ok_and_an_altered_one_by_name() {
         "{out}"
     );
     assert!(out.contains("missing  runtime cpu"), "{out}");
+    // What to do next depends on what is missing.
+    let advice = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        advice("missing  runtime cpu").ends_with("(run `veil models fetch`)"),
+        "{out}"
+    );
+    assert!(
+        advice("missing  runtime cuda").contains("`veil models fetch --gpu`"),
+        "{out}"
+    );
+    assert!(
+        advice("missing  model yolox-nano").contains("`veil models add"),
+        "{out}"
+    );
 }
 
 #[test]
