@@ -249,6 +249,15 @@ pub fn ensure_runtime(
     Ok(dir.join(&rt.library))
 }
 
+/// Whether the CUDA runtime in `dir` was provisioned to the end: its library is there and, when
+/// the runtime brings NVIDIA libraries, their extraction finished (`.complete`). An interrupted
+/// `veil models fetch --gpu` leaves the library without the stamp.
+pub fn cuda_runtime_complete(manifest: &Manifest, dir: &Path) -> Result<bool, DetectError> {
+    let rt = manifest.runtime("cuda")?;
+    Ok(dir.join(&rt.library).exists()
+        && (rt.extras.is_empty() || cuda_lib_dir(dir).join(".complete").exists()))
+}
+
 /// Directory holding the CUDA and cuDNN libraries that `onnxruntime-gpu[cuda,cudnn]` brings.
 pub fn cuda_lib_dir(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join("nvidia-libs")
@@ -643,4 +652,33 @@ pub fn add_model(
         write_atomic(&local_models_path(), text.as_bytes())?;
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interrupted `veil models fetch --gpu` leaves the CUDA library without the NVIDIA
+    /// libraries' stamp: `--device auto` must not take that runtime (and finish a 1.6 GB
+    /// download by itself).
+    #[test]
+    fn a_cuda_runtime_without_its_nvidia_libraries_is_incomplete() {
+        let manifest = Manifest::builtin().unwrap();
+        let rt = manifest.runtime("cuda").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        assert!(
+            !cuda_runtime_complete(&manifest, dir).unwrap(),
+            "nothing there"
+        );
+        fs::write(dir.join(&rt.library), b"lib").unwrap();
+        assert_eq!(
+            cuda_runtime_complete(&manifest, dir).unwrap(),
+            rt.extras.is_empty(),
+            "library without the NVIDIA libraries"
+        );
+        fs::create_dir_all(cuda_lib_dir(dir)).unwrap();
+        fs::write(cuda_lib_dir(dir).join(".complete"), b"").unwrap();
+        assert!(cuda_runtime_complete(&manifest, dir).unwrap());
+    }
 }

@@ -196,7 +196,19 @@ fn choose_library(
                 ),
             });
         }
-        if lib.exists() {
+        // `auto` uses the CUDA runtime only when it was provisioned to the end, and never
+        // finishes an interrupted GPU fetch by itself: it runs on the CPU and says so.
+        let usable = match request {
+            DeviceRequest::Auto => provision::cuda_runtime_complete(manifest, &dir)?,
+            _ => lib.exists(),
+        };
+        if lib.exists() && !usable {
+            notify(
+                "the CUDA runtime in the cache is incomplete (an interrupted `veil models fetch \
+                 --gpu`?): running on the CPU; run `veil models fetch --gpu` to finish it",
+            );
+        }
+        if usable {
             let lib = provision::ensure_runtime(manifest, "cuda", notify)?;
             let libs = provision::cuda_lib_dir(&dir);
             return Ok((lib, "cuda".into(), libs.exists().then_some(libs)));
