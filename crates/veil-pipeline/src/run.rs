@@ -920,9 +920,11 @@ pub fn unrecorded_files(
             found.push((s, "an image".to_string()));
         }
     }
+    // veil's own record files are looked at too: their names are reserved, not their content
+    // (JSON text never looks like an image or an archive; a photo renamed to one does).
     for rel in &listing.others {
         let s = rel_string(rel);
-        if named.contains(s.as_str()) || veil_ledger::is_record_file(&s) {
+        if named.contains(s.as_str()) {
             continue;
         }
         let why = match crate::archives::file_holds_images(&output.join(rel)) {

@@ -69,6 +69,12 @@ fn images_and_archives_that_no_record_names_are_not_redacted_by_veil() {
         .unwrap();
     std::fs::write(out.join("extra/shard.bin"), shard.into_inner().unwrap()).unwrap();
     std::fs::write(out.join("extra/notes.txt"), b"not an image").unwrap();
+    // A photo under a name veil reserves for its records is looked at like any other file.
+    std::fs::copy(
+        input.join("zidane.jpg"),
+        out.join("provenance.shard-9-of-3.jsonl"),
+    )
+    .unwrap();
     // The review page's thumbnails of recorded outputs are known; a photo named like one is not.
     std::fs::create_dir_all(out.join("report/thumbs")).unwrap();
     let rec = provenance(&out)
@@ -98,6 +104,10 @@ fn images_and_archives_that_no_record_names_are_not_redacted_by_veil() {
         "{err}"
     );
     assert!(!err.contains("notes.txt"), "{err}");
+    assert!(
+        err.contains("NOT REDACTED BY VEIL provenance.shard-9-of-3.jsonl"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("NOT REDACTED BY VEIL report/thumbs/{fake}.jpg")),
         "{err}"
