@@ -53,21 +53,28 @@ fn is_binary(t: &DataType) -> bool {
 }
 
 fn holds_binary(t: &DataType) -> bool {
+    holds_bytes(t, false)
+}
+
+/// Whether values of type `t` hold bytes anywhere (binary of any kind, and strings when `text`),
+/// looking inside structs, lists, maps, dictionaries, run-end encoded and union types.
+fn holds_bytes(t: &DataType, text: bool) -> bool {
     match t {
         DataType::Binary
         | DataType::LargeBinary
         | DataType::BinaryView
         | DataType::FixedSizeBinary(_) => true,
-        DataType::Struct(fields) => fields.iter().any(|f| holds_binary(f.data_type())),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => text,
+        DataType::Struct(fields) => fields.iter().any(|f| holds_bytes(f.data_type(), text)),
         DataType::List(f)
         | DataType::LargeList(f)
         | DataType::ListView(f)
         | DataType::LargeListView(f)
         | DataType::FixedSizeList(f, _)
-        | DataType::Map(f, _) => holds_binary(f.data_type()),
-        DataType::Dictionary(_, v) => holds_binary(v),
-        DataType::RunEndEncoded(_, v) => holds_binary(v.data_type()),
-        DataType::Union(fields, _) => fields.iter().any(|(_, f)| holds_binary(f.data_type())),
+        | DataType::Map(f, _) => holds_bytes(f.data_type(), text),
+        DataType::Dictionary(_, v) => holds_bytes(v, text),
+        DataType::RunEndEncoded(_, v) => holds_bytes(v.data_type(), text),
+        DataType::Union(fields, _) => fields.iter().any(|(_, f)| holds_bytes(f.data_type(), text)),
         _ => false,
     }
 }
@@ -258,6 +265,11 @@ fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize
         a: &dyn Array,
         skip: Option<usize>,
     ) -> Option<(String, usize, &'static str)> {
+        // Numbers, booleans, dates and lists of them (embeddings) cannot hold an image: not
+        // walked cell by cell.
+        if !holds_bytes(a.data_type(), true) {
+            return None;
+        }
         if let Some(s) = a.as_struct_opt() {
             return s.columns().iter().enumerate().find_map(|(i, c)| {
                 if Some(i) == skip {

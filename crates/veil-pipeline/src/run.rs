@@ -569,21 +569,22 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
     // A file named like a member of an archive beside it (`x.tar#y.jpg` next to `x.tar`) would
     // share that member's record path, and resume, merge and releases would take one for the
     // other: the run is refused before any image is processed.
-    let members_of: Vec<String> = archives
-        .iter()
-        .map(|a| format!("{}#", rel_string(&a.rel)))
-        .collect();
+    let archive_names: std::collections::HashSet<String> =
+        archives.iter().map(|a| rel_string(&a.rel)).collect();
     if let Some((file, archive)) = listing
         .images
         .iter()
         .chain(&listing.others)
         .chain(refused.iter().map(|(rel, _)| rel))
         .find_map(|rel| {
+            // Only names with a `#` can collide: each prefix before a `#` is looked up once.
             let s = rel_string(rel);
-            members_of
-                .iter()
-                .find(|m| s.starts_with(m.as_str()))
-                .map(|m| (s.clone(), m.trim_end_matches('#').to_string()))
+            let archive = s
+                .match_indices('#')
+                .map(|(i, _)| &s[..i])
+                .find(|prefix| archive_names.contains(*prefix))?
+                .to_string();
+            Some((s, archive))
         })
     {
         return Err(PipelineError::Usage(format!(
