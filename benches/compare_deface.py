@@ -370,6 +370,8 @@ def main() -> int:
                     help="comma list of deface --backend values to time (first one is the reference "
                          "for the speed ratio); 'opencv' is what deface uses when `onnx` is missing")
     ap.add_argument("--skip-deface", action="store_true", help="time only veil")
+    ap.add_argument("--also-face-model", default=None, metavar="NAME",
+                    help="also time veil matched and defaults with this face model (e.g. centerface-int8)")
     ap.add_argument("--skip-veil", action="store_true", help="time only deface")
     ap.add_argument("--make-12mp", metavar="DIR", default=None,
                     help="write ~12 MP JPEG q92 upscales of the input images and DIR/labels.json, then exit")
@@ -426,6 +428,13 @@ def main() -> int:
                                  src, names, work, a.repeat, a.jobs, labels))
             rows.append(run_veil(veil, "veil (defaults)", "defaults", [], src, names, work, a.repeat, a.jobs,
                                  labels))
+            if a.also_face_model:
+                m = ["--face-model", a.also_face_model]
+                rows.append(run_veil(veil, f"veil (matched, {a.also_face_model})", "matched-alt",
+                                     ["--scales", "single", "--threshold", str(DEFACE_THRESH), *m],
+                                     src, names, work, a.repeat, a.jobs, labels))
+                rows.append(run_veil(veil, f"veil (defaults, {a.also_face_model})", "defaults-alt", m, src,
+                                     names, work, a.repeat, a.jobs, labels))
     finally:
         if a.keep_work:
             log(f"work folder kept: {work}")

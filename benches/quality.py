@@ -217,8 +217,12 @@ def score(dets: dict, labels: dict, names: list[str], thr: float) -> dict:
 
 
 # ---------------------------------------------------------------- running veil
+# `--face-model` of this run, passed to every veil run (set in main).
+FACE_ARGS: list[str] = []
+
+
 def run_veil(veil: Path, src: Path, out: Path, extra: list[str], jobs: int, log_path: Path) -> dict:
-    cmd = [str(veil), "redact", str(src), str(out), "--quiet", *extra, "--jobs", str(jobs),
+    cmd = [str(veil), "redact", str(src), str(out), "--quiet", *extra, *FACE_ARGS, "--jobs", str(jobs),
            "--device", "cpu"]
     t0 = time.perf_counter()
     with open(log_path, "wb") as lf:
@@ -458,6 +462,7 @@ def main() -> int:
     ap.add_argument("--veil", default=str(ROOT / "target" / "release" / "veil"))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--person-model", default="nanodet-g", help="person model (nanodet-g, yolox-nano)")
+    ap.add_argument("--face-model", default="centerface", help="face model (centerface, centerface-int8)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"), help="shared data folder (default ../shared)")
     ap.add_argument("--skip-stress", action="store_true", help="labelled photos only")
     ap.add_argument("--skip-labelled", action="store_true", help="stress set only")
@@ -482,6 +487,8 @@ def main() -> int:
         shutil.rmtree(work / "labelled-in", ignore_errors=True)
     else:
         work = Path(tempfile.mkdtemp(prefix="veil-quality-"))
+    global FACE_ARGS
+    FACE_ARGS = ["--face-model", a.face_model]
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     res = {}
@@ -500,13 +507,14 @@ def main() -> int:
     p = subprocess.run([str(veil), "--version"], capture_output=True, text=True)
     meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "veil": str(veil),
             "veil_version": (p.stdout or p.stderr).strip() or None, "jobs": a.jobs, "shared": str(shared),
+            "face_model": a.face_model,
             "face_iou": FACE_IOU, "person_iou": PERSON_IOU, "seconds": total,
             "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_at_start": load0,
                      "loadavg_at_end": os.getloadavg()},
             "matching": "shared/reference/evalx.py: greedy by score, one detection per GT, detections on "
                         "ignore boxes (IoU >= thr or centre inside) neither TP nor FP, duplicates FP"}
 
-    print(f"\nveil quality -- {meta['veil_version']}, --jobs {a.jobs}, IoU faces {FACE_IOU} / persons "
+    print(f"\nveil quality -- {meta['veil_version']}, --face-model {a.face_model}, --jobs {a.jobs}, IoU faces {FACE_IOU} / persons "
           f"{PERSON_IOU}; {total} s\n")
     if "labelled" in res:
         L = res["labelled"]

@@ -10,6 +10,7 @@ mod error;
 pub mod manifest;
 pub mod nanodet;
 pub mod onnx_edit;
+pub mod onnx_quant;
 pub mod onnx_write;
 pub mod person;
 pub mod provision;

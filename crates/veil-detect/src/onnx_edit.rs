@@ -53,10 +53,10 @@ const DIM_VALUE: u32 = 1;
 const DIM_PARAM: u32 = 2;
 
 // Protobuf wire types.
-const WIRE_VARINT: u8 = 0;
+pub(crate) const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
+pub(crate) const WIRE_LEN: u8 = 2;
+pub(crate) const WIRE_FIXED32: u8 = 5;
 
 /// Largest legal protobuf field number.
 const MAX_FIELD_NUMBER: u64 = (1 << 29) - 1;
@@ -347,9 +347,9 @@ pub fn graph_input_names(model: &[u8]) -> Result<Vec<String>, OnnxEditError> {
 
 /// One decoded field of a message.
 #[derive(Debug, Clone, Copy)]
-struct Field<'a> {
-    number: u32,
-    wire_type: u8,
+pub(crate) struct Field<'a> {
+    pub(crate) number: u32,
+    pub(crate) wire_type: u8,
     /// Offset of the tag in the model buffer.
     offset: usize,
     /// The tag bytes exactly as found.
@@ -357,9 +357,9 @@ struct Field<'a> {
     /// The whole field (tag, length prefix, payload) exactly as found.
     raw: &'a [u8],
     /// The payload (for length-delimited fields: without the length prefix).
-    payload: &'a [u8],
+    pub(crate) payload: &'a [u8],
     /// Offset of `payload` in the model buffer.
-    payload_offset: usize,
+    pub(crate) payload_offset: usize,
 }
 
 impl<'a> Field<'a> {
@@ -377,13 +377,12 @@ impl<'a> Field<'a> {
         }
     }
 
-    fn len_payload(&self, context: &'static str) -> Result<&'a [u8], OnnxEditError> {
+    pub(crate) fn len_payload(&self, context: &'static str) -> Result<&'a [u8], OnnxEditError> {
         self.expect_wire(WIRE_LEN, context)?;
         Ok(self.payload)
     }
 
-    #[cfg(test)]
-    fn varint(&self, context: &'static str) -> Result<u64, OnnxEditError> {
+    pub(crate) fn varint(&self, context: &'static str) -> Result<u64, OnnxEditError> {
         self.expect_wire(WIRE_VARINT, context)?;
         // Already validated while parsing.
         read_varint(self.payload, 0, self.payload_offset, context).map(|(v, _)| v)
@@ -391,7 +390,7 @@ impl<'a> Field<'a> {
 }
 
 /// Reads a varint at `buf[pos..]`; returns the value and the position after it.
-fn read_varint(
+pub(crate) fn read_varint(
     buf: &[u8],
     pos: usize,
     base: usize,
@@ -424,7 +423,7 @@ fn read_varint(
 
 /// Splits a message into its fields; `base` is the offset of `buf` in the
 /// model buffer (for error messages).
-fn parse_fields<'a>(
+pub(crate) fn parse_fields<'a>(
     buf: &'a [u8],
     base: usize,
     context: &'static str,
@@ -493,7 +492,9 @@ fn parse_fields<'a>(
 }
 
 /// The single `graph` field of a model.
-fn find_graph<'a, 'f>(model_fields: &'f [Field<'a>]) -> Result<&'f Field<'a>, OnnxEditError> {
+pub(crate) fn find_graph<'a, 'f>(
+    model_fields: &'f [Field<'a>],
+) -> Result<&'f Field<'a>, OnnxEditError> {
     let mut graphs = model_fields.iter().filter(|f| f.number == MODEL_GRAPH);
     let graph = graphs.next().ok_or(OnnxEditError::MissingGraph)?;
     if let Some(second) = graphs.next() {

@@ -12,10 +12,16 @@
 //! `type = 20`; `TensorProto`: `dims = 1`, `data_type = 2`, `name = 8`, `raw_data = 9`;
 //! `ValueInfoProto`: `name = 1`, `type = 2`; `TypeProto.tensor_type = 1`;
 //! `TypeProto.Tensor`: `elem_type = 1`, `shape = 2`; `TensorShapeProto.dim = 1`;
-//! `Dimension.dim_value = 1`.
+//! `Dimension.dim_value = 1` (left out for a dynamic dimension).
 
 /// `TensorProto.DataType.FLOAT`.
 pub const FLOAT: i32 = 1;
+/// `TensorProto.DataType.UINT8`.
+pub const UINT8: i32 = 2;
+/// `TensorProto.DataType.INT8`.
+pub const INT8: i32 = 3;
+/// `TensorProto.DataType.INT32`.
+pub const INT32: i32 = 6;
 /// `TensorProto.DataType.INT64`.
 pub const INT64: i32 = 7;
 
@@ -27,6 +33,9 @@ pub const IR_VERSION: u64 = 8;
 pub enum Data {
     F32(Vec<f32>),
     I64(Vec<i64>),
+    I32(Vec<i32>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
 }
 
 impl Data {
@@ -34,6 +43,9 @@ impl Data {
         match self {
             Data::F32(v) => v.len(),
             Data::I64(v) => v.len(),
+            Data::I32(v) => v.len(),
+            Data::I8(v) => v.len(),
+            Data::U8(v) => v.len(),
         }
     }
 
@@ -45,6 +57,9 @@ impl Data {
         match self {
             Data::F32(_) => FLOAT,
             Data::I64(_) => INT64,
+            Data::I32(_) => INT32,
+            Data::I8(_) => INT8,
+            Data::U8(_) => UINT8,
         }
     }
 
@@ -52,6 +67,9 @@ impl Data {
         match self {
             Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::I8(v) => v.iter().map(|x| x.to_le_bytes()[0]).collect(),
+            Data::U8(v) => v.clone(),
         }
     }
 }
@@ -83,7 +101,8 @@ pub struct Node {
     pub attributes: Vec<(String, Attr)>,
 }
 
-/// A graph input or output: a float or int64 tensor of fixed dims.
+/// A graph input or output: a float or int64 tensor; a negative dim is written as an unknown
+/// (dynamic) dimension.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueInfo {
     pub name: String,
@@ -198,7 +217,9 @@ fn encode_value_info(v: &ValueInfo) -> Vec<u8> {
     let mut shape = Vec::new();
     for d in &v.dims {
         let mut dim = Vec::new();
-        put_varint_field(&mut dim, 1, *d as u64);
+        if *d >= 0 {
+            put_varint_field(&mut dim, 1, *d as u64);
+        }
         put_message(&mut shape, 1, &dim);
     }
     let mut tensor = Vec::new();

@@ -342,6 +342,16 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
                     model: spec.name.clone(),
                     reason: e.to_string(),
                 })?,
+            Some(crate::onnx_quant::CONVERTER) => crate::onnx_edit::convert_centerface(&shipped)
+                .map_err(|e| e.to_string())
+                .and_then(|float| {
+                    crate::onnx_quant::quantize_centerface(&float, crate::onnx_quant::SCALES)
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|reason| DetectError::Convert {
+                    model: spec.name.clone(),
+                    reason,
+                })?,
             Some(crate::tfjs::CONVERTER) => {
                 let files = also
                     .into_iter()
