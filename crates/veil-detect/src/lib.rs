@@ -1,7 +1,7 @@
 //! veil-detect owns everything between a model file and a list of boxes: the model manifest and
 //! its blake3 pins, provisioning of ONNX Runtime and models from package registries with pip and
 //! npm, the one-time conversion of models that ONNX Runtime cannot load as shipped (an ONNX
-//! rewrite, a TF.js graph converter), runtime and execution provider selection, and each model
+//! rewrite, a TF.js graph converter) and veil's own INT8 build of CenterFace, runtime and execution provider selection, and each model
 //! family's pre- and post-processing as pure functions (decoders, NMS, multi-scale and tiling
 //! plans) with the detectors that run them.
 

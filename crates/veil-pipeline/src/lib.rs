@@ -30,8 +30,8 @@ pub mod walk;
 use std::path::{Path, PathBuf};
 
 pub use run::{
-    check, load_detectors, now_rfc3339, run, unrecorded_files, CheckReport, DetectorConfig,
-    Detectors, RunConfig, RunReport,
+    check, load_detectors, now_rfc3339, resolve_face_model, run, unrecorded_files, CheckReport,
+    DetectorConfig, Detectors, RunConfig, RunReport, AUTO_FACE_MODEL,
 };
 
 /// Default pixel cap: 150 megapixels (a 12 MP photo is far below; the 100000x100000 "bomb" far above).

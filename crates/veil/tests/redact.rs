@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 
 use common::*;
 use veil_pipeline::container::{scan, MetadataKind};
@@ -49,11 +50,62 @@ fn sample_dataset_gets_faces_blurred_and_one_record_per_image() {
             r["output_blake3"].as_str().unwrap(),
             blake3::hash(&bytes).to_hex().as_str()
         );
-        assert_eq!(r["models"][0]["name"], "centerface");
+        // `auto`: the INT8 build on the CPU, the float model where a GPU runtime is fetched.
+        let model = r["models"][0]["name"].as_str().unwrap();
+        assert!(
+            model == "centerface-int8" || model == "centerface",
+            "{model}"
+        );
     }
     let summary: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("veil-run.json")).unwrap()).unwrap();
     assert_eq!(summary["images"].as_u64().unwrap() as usize, recs.len());
+}
+
+/// `--face-model auto` (the default) is veil's INT8 CenterFace for the multi-scale policy on the
+/// CPU, and the float model for a single native pass; the record names the model that ran and
+/// its pinned blake3, and either way the astronaut's face is blurred.
+#[test]
+fn the_default_face_model_is_int8_on_the_cpu_and_records_say_which_ran() {
+    let manifest = veil_detect::Manifest::builtin().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    let (code, _, err) = run(&[&"sample", &input]);
+    assert_eq!(code, 0, "{err}");
+    for (i, (args, want)) in [
+        (vec!["--device", "cpu"], "centerface-int8"),
+        (vec!["--device", "cpu", "--scales", "single"], "centerface"),
+        (
+            vec!["--device", "cpu", "--face-model", "centerface"],
+            "centerface",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = t.path().join(format!("out{i}"));
+        let mut argv: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"redact", &input, &out, &"--quiet"];
+        argv.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let (code, _, err) = run(&argv);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let recs = provenance(&out);
+        let astro = recs.iter().find(|r| r["path"] == "astronaut.png").unwrap();
+        let m = &astro["models"][0];
+        assert_eq!(m["name"], want, "{args:?}");
+        assert_eq!(m["blake3"], manifest.model(want).unwrap().blake3.as_str());
+        let d = &astro["detections"][0]["box"];
+        let b = ["x1", "y1", "x2", "y2"].map(|k| d[k].as_f64().unwrap());
+        assert!(
+            b[0] > 150.0 && b[2] < 300.0 && b[1] > 30.0 && b[3] < 210.0,
+            "{b:?}"
+        );
+        let before = laplacian_variance(&load_upright(&input.join("astronaut.png")), b);
+        let after = laplacian_variance(&load_upright(&out.join("astronaut.png")), b);
+        assert!(
+            after < 0.1 * before,
+            "{args:?}: face not blurred: {before} -> {after}"
+        );
+    }
 }
 
 /// Every non-hard labelled face of the shared photos is obfuscated: the sharpness inside the box
@@ -103,41 +155,68 @@ fn every_labelled_face_in_shared_photos_is_obfuscated() {
     );
 }
 
-/// Photos without people keep their detail: no large area of any output is obfuscated.
+/// Share of a photo's detailed 32 px blocks that lost most of their detail in `dst`.
+fn obfuscated_share(src: &image::RgbImage, dst: &image::RgbImage) -> (usize, usize) {
+    let (w, h) = (src.width() as f64, src.height() as f64);
+    let (mut blocks, mut lost) = (0, 0);
+    let mut y = 0.0;
+    while y + 32.0 <= h {
+        let mut x = 0.0;
+        while x + 32.0 <= w {
+            let b = [x, y, x + 32.0, y + 32.0];
+            let before = laplacian_variance(src, b);
+            if before > 20.0 {
+                blocks += 1;
+                lost += (laplacian_variance(dst, b) < 0.25 * before) as usize;
+            }
+            x += 32.0;
+        }
+        y += 32.0;
+    }
+    (lost, blocks)
+}
+
+/// Photos without people keep their detail: with the float model no large area of any output is
+/// obfuscated. The default INT8 model boxes one animal face more (the squirrel, 0.42 against
+/// the float model's 0.36 at threshold 0.4; benches/README.md, "INT8 in veil"): at most one
+/// photo may lose a face-sized area, never more.
 #[test]
 fn negatives_are_not_obfuscated_anywhere_large() {
     let Some(neg) = shared("images/negatives") else {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    let (code, _, err) = run(&[&"redact", &neg, &out, &"--quiet"]);
-    assert_eq!(code, 0, "{err}");
-    for e in fs::read_dir(&neg).unwrap() {
-        let name = e.unwrap().file_name().into_string().unwrap();
-        let src = load_upright(&neg.join(&name));
-        let dst = load_upright(&out.join(&name));
-        // Tile the image in 32 px blocks; a block counts as obfuscated when it lost most of its detail.
-        let (w, h) = (src.width() as f64, src.height() as f64);
-        let (mut blocks, mut lost) = (0, 0);
-        let mut y = 0.0;
-        while y + 32.0 <= h {
-            let mut x = 0.0;
-            while x + 32.0 <= w {
-                let b = [x, y, x + 32.0, y + 32.0];
-                let before = laplacian_variance(&src, b);
-                if before > 20.0 {
-                    blocks += 1;
-                    lost += (laplacian_variance(&dst, b) < 0.25 * before) as usize;
-                }
-                x += 32.0;
+    for (model, most_photos_over_3_percent) in [("centerface", 0), ("auto", 1)] {
+        let out = t.path().join(model);
+        let (code, _, err) = run(&[
+            &"redact",
+            &neg,
+            &out,
+            &"--quiet",
+            &"--device",
+            &"cpu",
+            &"--face-model",
+            &model,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let mut over = Vec::new();
+        for e in fs::read_dir(&neg).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let src = load_upright(&neg.join(&name));
+            let dst = load_upright(&out.join(&name));
+            let (lost, blocks) = obfuscated_share(&src, &dst);
+            let frac = lost as f64 / blocks.max(1) as f64;
+            assert!(
+                frac < 0.12,
+                "{model}: {name}: {lost} of {blocks} detailed blocks obfuscated"
+            );
+            if frac >= 0.03 {
+                over.push(format!("{name}: {lost} of {blocks}"));
             }
-            y += 32.0;
         }
-        let frac = lost as f64 / blocks.max(1) as f64;
         assert!(
-            frac < 0.03,
-            "{name}: {lost} of {blocks} detailed blocks obfuscated"
+            over.len() <= most_photos_over_3_percent,
+            "{model}: detailed blocks obfuscated in {over:?}"
         );
     }
 }
@@ -306,29 +385,44 @@ fn tampered_model_is_refused() {
     let n = bytes.len();
     bytes[n / 2] ^= 0x01;
     fs::write(cache.join("models/centerface.onnx"), &bytes).unwrap();
+    // The INT8 build veil made, altered the same way (the default on the CPU).
+    let int8 = Path::new(&cached).with_file_name("centerface-int8.onnx");
+    let mut bytes = fs::read(&int8).expect("models fetched before the tests (scripts/test.sh)");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x01;
+    fs::write(cache.join("models/centerface-int8.onnx"), &bytes).unwrap();
     let input = t.path().join("in");
     fs::create_dir_all(&input).unwrap();
     image::RgbImage::new(64, 64)
         .save(input.join("a.png"))
         .unwrap();
-    let output = t.path().join("out");
-    let status = veil()
-        .env("VEIL_CACHE_DIR", &cache)
-        .args([
-            "redact".as_ref(),
-            input.as_os_str(),
-            output.as_os_str(),
-            "-q".as_ref(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&status.stderr);
-    assert_eq!(status.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("blake3 mismatch") && err.contains("centerface.onnx"),
-        "{err}"
-    );
-    assert!(!output.join("a.png").exists());
+    for (model, file) in [
+        ("auto", "centerface-int8.onnx"),
+        ("centerface", "centerface.onnx"),
+    ] {
+        let output = t.path().join(format!("out-{model}"));
+        let status = veil()
+            .env("VEIL_CACHE_DIR", &cache)
+            .args([
+                "redact".as_ref(),
+                input.as_os_str(),
+                output.as_os_str(),
+                "-q".as_ref(),
+                "--device".as_ref(),
+                "cpu".as_ref(),
+                "--face-model".as_ref(),
+                model.as_ref(),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&status.stderr);
+        assert_eq!(status.status.code(), Some(2), "{model}: {err}");
+        assert!(
+            err.contains("blake3 mismatch") && err.contains(&format!("/{file}")),
+            "{model}: {err}"
+        );
+        assert!(!output.join("a.png").exists());
+    }
 }
 
 #[test]

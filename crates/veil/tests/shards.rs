@@ -122,8 +122,15 @@ fn a_shard_cleans_only_its_own_partial_files_and_merge_takes_only_finished_shard
     fs::write(partial(&out, &mine[0]), b"half").unwrap();
     fs::write(partial(&out, &theirs[0]), b"in progress").unwrap();
     let shard = |k: &str, extra: &[&str]| {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
-            vec![&"redact", &input, &out, &"-q", &"--shard"];
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"redact",
+            &input,
+            &out,
+            &"-q",
+            &"--device",
+            &"cpu",
+            &"--shard",
+        ];
         args.push(&k);
         for e in extra {
             args.push(e);
@@ -184,6 +191,19 @@ fn a_shard_cleans_only_its_own_partial_files_and_merge_takes_only_finished_shard
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("MISMATCHED shard 1 ran with other parameters than shard 0"),
+        "{err}"
+    );
+
+    // Nor one whose face model differs (`auto` is INT8 on a CPU node, float on a GPU node):
+    // the merge names both and says what to do.
+    let (code, _, err) = shard("1/2", &["--face-model", "centerface"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[&"merge", &out]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "models (centerface vs centerface-int8; give every shard the same --face-model)"
+        ),
         "{err}"
     );
 
