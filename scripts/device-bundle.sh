@@ -37,7 +37,7 @@ for l in sys.stdin:
 strip -o .device/base/cuda-test "$test_bin"
 xz -T0 -6 .device/base/cuda-test
 "$VEIL" models fetch >/dev/null
-cp "$CACHE/models/centerface.onnx" .device/base/models/
+cp "$CACHE/models/centerface.onnx" "$CACHE/models/centerface-int8.onnx" .device/base/models/
 cp -r "$SHARED/images/faces" "$SHARED/images/persons" .device/base/shared/images/
 cp "$SHARED/models/yolox_nano.onnx" .device/base/shared/models/
 

@@ -36,6 +36,9 @@ use crate::onnx_write::{Attr, Data, Model, Node, Tensor, ValueInfo, FLOAT};
 /// The conversion's name in `models/models.toml`.
 pub const CONVERTER: &str = "centerface-int8-v1";
 
+/// The model (in `models/models.toml`) the INT8 one is built from.
+pub const FLOAT_MODEL: &str = "centerface";
+
 /// The pinned activation table the INT8 model is built from.
 pub const SCALES: &str = include_str!("../../../models/centerface-int8.scales");
 
@@ -128,6 +131,7 @@ struct Graph {
 pub fn quantize_centerface(float_model: &[u8], table_text: &str) -> Result<Vec<u8>, QuantError> {
     let table = parse_table(table_text)?;
     let mut g = read_graph(float_model)?;
+    validate(&g)?;
     fold_batch_norms(&mut g)?;
     let quantised = quantised_ops(&g, &table.float_convs)?;
     let clamped = fold_relus(&mut g, &quantised);
@@ -220,8 +224,10 @@ fn read_graph(model: &[u8]) -> Result<Graph, QuantError> {
                 let (name, dims, data) = read_tensor(f)?;
                 match data {
                     Some(values) => {
-                        let count: i64 = dims.iter().product();
-                        if usize::try_from(count).ok() != Some(values.len()) {
+                        let count = dims
+                            .iter()
+                            .try_fold(1i64, |a, d| (*d >= 0).then(|| a.checked_mul(*d)).flatten());
+                        if count.and_then(|c| usize::try_from(c).ok()) != Some(values.len()) {
                             return Err(model_err(format!(
                                 "initializer {name} has {} values for dims {dims:?}",
                                 values.len()
@@ -361,6 +367,69 @@ fn read_tensor(field: &Field<'_>) -> Result<(String, Vec<i64>, Option<Vec<f32>>)
 
 // ---------------------------------------------------------------------------
 // Graph rewrites.
+
+/// Checks the shapes the rewrites index into, so that a malformed model is an error, not a
+/// panic: operator arities, convolution weights of rank 3 or more with positive dims, biases of
+/// one value per output channel, activations that are not weights, and no weight shared by two
+/// convolutions (each gets its own quantised copy, named after the weight).
+fn validate(g: &Graph) -> Result<(), QuantError> {
+    let mut weights_used = BTreeSet::new();
+    for n in &g.nodes {
+        let arity_ok = match n.op_type.as_str() {
+            "Conv" | "ConvTranspose" => (2..=3).contains(&n.inputs.len()),
+            "Relu" | "Sigmoid" => n.inputs.len() == 1,
+            "Add" => n.inputs.len() == 2,
+            "BatchNormalization" => n.inputs.len() == 5,
+            _ => false,
+        };
+        if !arity_ok || n.outputs.len() != 1 {
+            return Err(model_err(format!(
+                "{} node {:?} has {} inputs and {} outputs",
+                n.op_type,
+                n.name,
+                n.inputs.len(),
+                n.outputs.len()
+            )));
+        }
+        if !is_conv(n) {
+            if let Some(w) = n.inputs.iter().find(|i| g.weights.contains_key(*i)) {
+                if n.op_type != "BatchNormalization" {
+                    return Err(model_err(format!("{} reads the weight {w}", n.op_type)));
+                }
+            }
+            continue;
+        }
+        if g.weights.contains_key(&n.inputs[0]) {
+            return Err(model_err(format!(
+                "convolution input {} is a weight",
+                n.inputs[0]
+            )));
+        }
+        let (dims, _) = weight(g, &n.inputs[1])?;
+        if dims.len() < 3 || dims.iter().any(|d| *d <= 0) {
+            return Err(model_err(format!(
+                "weight {} has dims {dims:?}",
+                n.inputs[1]
+            )));
+        }
+        if n.op_type == "ConvTranspose" && attr_i64(n, "group").unwrap_or(1) != 1 {
+            return Err(model_err("a grouped ConvTranspose has no per-channel axis"));
+        }
+        if !weights_used.insert(n.inputs[1].as_str()) {
+            return Err(model_err(format!(
+                "weight {} is shared by two convolutions",
+                n.inputs[1]
+            )));
+        }
+        if let Some(b) = n.inputs.get(2) {
+            let (_, bias) = weight(g, b)?;
+            if bias.len() as i64 != dims[out_axis(n)] {
+                return Err(model_err(format!("bias {b} does not match its weight")));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Suffix of a weight with a `BatchNormalization` folded in.
 const BN_FOLDED: &str = "/bn_folded";
@@ -867,10 +936,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pinned_table_keeps_the_first_twelve_and_last_five_convolutions_in_float() {
+    fn the_pinned_table_keeps_the_early_backbone_and_the_head_in_float() {
         let t = parse_table(SCALES).unwrap();
+        // The first 11 backbone convolutions (half and quarter resolution), the lateral 1x1 on
+        // the quarter-resolution features, the 3x3 head convolution and the 4 output ones.
+        let backbone = [
+            "542", "546", "550", "554", "558", "562", "566", "570", "574", "578", "582",
+        ];
+        let head = ["758", "762", "head.lm_conv.weight", "head.off_conv.weight"];
+        for w in backbone
+            .iter()
+            .chain(&head)
+            .chain(&["head.reg_conv.weight", "head.pos_conv.weight"])
+        {
+            assert!(t.float_convs.contains(*w), "{w}");
+        }
         assert_eq!(t.float_convs.len(), 17);
-        assert!(t.float_convs.contains("542") && t.float_convs.contains("head.pos_conv.weight"));
         assert_eq!(t.scales.len(), 63);
     }
 
@@ -886,6 +967,74 @@ mod tests {
         assert!(e.contains("twice"), "{e}");
         let e = parse_table("float w\nfloat w\n").unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str, attributes: Vec<(String, Attr)>) -> Node {
+        Node {
+            name: String::new(),
+            op_type: op.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![output.into()],
+            attributes,
+        }
+    }
+
+    /// A batch norm folds into its convolution along the output-channel axis: 0 for `Conv`
+    /// (`[out, in, kh, kw]`), 1 for `ConvTranspose` (`[in, out, kh, kw]`).
+    #[test]
+    fn batch_norms_fold_along_the_output_channel_axis() {
+        for (op, dims) in [
+            ("Conv", vec![2, 1, 1, 1]),
+            ("ConvTranspose", vec![1, 2, 1, 1]),
+        ] {
+            let mut g = Graph::default();
+            let w = |d: Vec<i64>, v: Vec<f32>| (d, v);
+            g.weights
+                .insert("w".into(), w(dims.clone(), vec![1.0, 1.0]));
+            for (name, v) in [
+                ("g", [2.0, 3.0]),
+                ("b", [0.5, 0.0]),
+                ("m", [0.0, 1.0]),
+                ("v", [1.0, 4.0]),
+            ] {
+                g.weights.insert(name.into(), w(vec![2], v.to_vec()));
+            }
+            let eps = vec![("epsilon".to_string(), Attr::Float(0.0))];
+            g.nodes = vec![
+                node(op, &["x", "w"], "y", vec![]),
+                node("BatchNormalization", &["y", "g", "b", "m", "v"], "z", eps),
+            ];
+            validate(&g).unwrap();
+            fold_batch_norms(&mut g).unwrap();
+            assert_eq!(g.nodes.len(), 1, "{op}");
+            let conv = &g.nodes[0];
+            assert_eq!(conv.outputs, vec!["z".to_string()]);
+            // Factors gamma / sqrt(var): 2 and 1.5; bias (0 - mean) * factor + beta.
+            assert_eq!(g.weights[&conv.inputs[1]], (dims, vec![2.0, 1.5]), "{op}");
+            assert_eq!(g.weights[&conv.inputs[2]].1, vec![0.5, -1.5], "{op}");
+        }
+    }
+
+    #[test]
+    fn malformed_graphs_are_errors_not_panics() {
+        let mut g = Graph::default();
+        g.weights.insert("w".into(), (vec![2], vec![1.0, 1.0]));
+        g.nodes = vec![node("Conv", &["x", "w"], "y", vec![])];
+        assert!(validate(&g).unwrap_err().to_string().contains("dims [2]"));
+        g.weights
+            .insert("w".into(), (vec![2, 1, 1], vec![1.0, 1.0]));
+        g.nodes = vec![node("Relu", &[], "y", vec![])];
+        assert!(validate(&g).unwrap_err().to_string().contains("0 inputs"));
+        g.nodes = vec![
+            node("Conv", &["x", "w"], "y", vec![]),
+            node("Conv", &["y", "w"], "z", vec![]),
+        ];
+        assert!(validate(&g).unwrap_err().to_string().contains("shared"));
+        g.nodes = vec![node("Conv", &["w", "w"], "y", vec![])];
+        assert!(validate(&g)
+            .unwrap_err()
+            .to_string()
+            .contains("is a weight"));
     }
 
     #[test]

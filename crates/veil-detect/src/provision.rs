@@ -322,6 +322,34 @@ pub fn model_path(spec: &ModelSpec) -> PathBuf {
 /// Ensures a model is present and verified; fetches and converts it when missing.
 pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectError> {
     let path = model_path(spec);
+    if !path.exists() && spec.convert.as_deref() == Some(crate::onnx_quant::CONVERTER) {
+        // Built from the verified float model (fetched first if missing), so a cache that
+        // already holds it needs no registry.
+        let manifest = crate::Manifest::builtin()?;
+        let float_spec = manifest.model(crate::onnx_quant::FLOAT_MODEL)?;
+        let float_path = ensure_model(float_spec, notify)?;
+        let float = crate::runtime::read_verified_model(&float_path, &float_spec.blake3)?;
+        let built = crate::onnx_quant::quantize_centerface(&float, crate::onnx_quant::SCALES)
+            .map_err(|e| DetectError::Convert {
+                model: spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+        notify(&format!(
+            "quantised {} ({}) -> {}",
+            float_path.display(),
+            crate::onnx_quant::CONVERTER,
+            path.display()
+        ));
+        let actual = blake3_hex(&built);
+        if actual != spec.blake3 {
+            return Err(DetectError::HashMismatch {
+                path: path.clone(),
+                expected: spec.blake3.clone(),
+                actual,
+            });
+        }
+        write_atomic(&path, &built)?;
+    }
     if !path.exists() {
         let Some(src) = &spec.source else {
             return Err(DetectError::NotImported {
@@ -341,16 +369,6 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
                 .map_err(|e| DetectError::Convert {
                     model: spec.name.clone(),
                     reason: e.to_string(),
-                })?,
-            Some(crate::onnx_quant::CONVERTER) => crate::onnx_edit::convert_centerface(&shipped)
-                .map_err(|e| e.to_string())
-                .and_then(|float| {
-                    crate::onnx_quant::quantize_centerface(&float, crate::onnx_quant::SCALES)
-                        .map_err(|e| e.to_string())
-                })
-                .map_err(|reason| DetectError::Convert {
-                    model: spec.name.clone(),
-                    reason,
                 })?,
             Some(crate::tfjs::CONVERTER) => {
                 let files = also

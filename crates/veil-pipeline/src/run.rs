@@ -44,6 +44,15 @@ pub fn resolve_face_model(
     }
 }
 
+/// The face model the records say ran (the first record that names one).
+fn recorded_face_model(records: &[ProvenanceRecord]) -> Option<String> {
+    records
+        .iter()
+        .flat_map(|r| &r.models)
+        .find(|m| m.family == veil_detect::Family::Centerface.as_str())
+        .map(|m| m.name.clone())
+}
+
 /// Which detectors run, and how.
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
@@ -899,6 +908,8 @@ pub const INSIDE_MIN_SCORE: f32 = 0.7;
 #[derive(Debug)]
 pub struct CheckReport {
     pub images: u64,
+    /// The models that looked at the outputs.
+    pub models: Vec<String>,
     /// (path, detection, inside) for every detection at or above the threshold: outside every
     /// obfuscated region (`inside` false), or inside one that did not hide it (`inside` true).
     pub leaks: Vec<(String, Detection, bool)>,
@@ -996,6 +1007,13 @@ pub fn check(
     let prov_path = output.join(PROVENANCE_FILE);
     let mut records = veil_ledger::read_provenance(&prov_path)?;
     let mut cfg = detectors.clone();
+    // `auto` audits with the face model that redacted (its scores are what the check's
+    // inside-a-region rule compares with); `auto`'s own choice only when no record names one.
+    if cfg.face_model == AUTO_FACE_MODEL {
+        if let Some(name) = recorded_face_model(&records) {
+            cfg.face_model = name;
+        }
+    }
     // Look for everything above the check threshold, without synthetic head regions.
     cfg.policy.face.threshold = cfg.policy.face.threshold.min(threshold);
     cfg.policy.person.threshold = cfg.policy.person.threshold.min(threshold);
@@ -1132,6 +1150,7 @@ pub fn check(
     results.extend(member_results.into_iter().flatten());
     let mut report = CheckReport {
         images: (todo.len() + members_total) as u64,
+        models: models.iter().map(|m| m.name.clone()).collect(),
         leaks: Vec::new(),
         unreadable: Vec::new(),
         changed: Vec::new(),

@@ -232,6 +232,32 @@ fn merged_summary(parts: &[RunSummary]) -> Option<RunSummary> {
     Some(m)
 }
 
+/// How two shards' models differ: names, or names with blake3 prefixes when only the files
+/// differ; with advice when the face models differ (`--face-model auto` picks the INT8 model on
+/// CPU nodes and the float one on GPU nodes).
+fn models_differ(a: &[veil_ledger::ModelRef], b: &[veil_ledger::ModelRef]) -> String {
+    let same_names = a.iter().map(|m| &m.name).eq(b.iter().map(|m| &m.name));
+    let list = |m: &[veil_ledger::ModelRef]| {
+        m.iter()
+            .map(|m| match same_names {
+                true => format!("{} {}", m.name, m.blake3.get(..12).unwrap_or(&m.blake3)),
+                false => m.name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let face = |m: &[veil_ledger::ModelRef]| {
+        m.iter()
+            .find(|m| m.family == "centerface")
+            .map(|m| m.name.clone())
+    };
+    let advice = match face(a) != face(b) {
+        true => "; give every shard the same --face-model",
+        false => "",
+    };
+    format!("models ({} vs {}{advice})", list(a), list(b))
+}
+
 /// Merges `provenance.shard-K-of-N.jsonl` files of `output` into `provenance.jsonl` (sorted) and
 /// their summaries into `veil-run.json`, checking that all N shards are present and finished
 /// (each has its run summary, whose image count matches its records), that they ran with the
@@ -324,18 +350,7 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
                 differs.push(format!("veil {} vs {}", s.tool_version, s0.tool_version));
             }
             if s.models != s0.models {
-                let names = |m: &[veil_ledger::ModelRef]| {
-                    m.iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join("+")
-                };
-                // `--face-model auto` picks INT8 on CPU nodes and float on GPU nodes.
-                differs.push(format!(
-                    "models ({} vs {}; give every shard the same --face-model)",
-                    names(&s.models),
-                    names(&s0.models)
-                ));
+                differs.push(models_differ(&s.models, &s0.models));
             }
             if s.params_blake3 != s0.params_blake3 {
                 differs.push("parameters".to_string());
@@ -419,6 +434,34 @@ pub fn merge(output: &Path, input: Option<&Path>) -> Result<MergeReport, Pipelin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differing_models_are_named_and_hashed_only_when_needed() {
+        let m = |name: &str, family: &str, b3: &str| veil_ledger::ModelRef {
+            name: name.into(),
+            family: family.into(),
+            blake3: b3.into(),
+        };
+        let int8 = [m("centerface-int8", "centerface", &"a".repeat(64))];
+        let float = [m("centerface", "centerface", &"b".repeat(64))];
+        assert_eq!(
+            models_differ(&int8, &float),
+            "models (centerface-int8 vs centerface; give every shard the same --face-model)"
+        );
+        // Same names, other files: the hashes tell them apart, and --face-model cannot help.
+        let other = [m("centerface-int8", "centerface", &"c".repeat(64))];
+        assert_eq!(
+            models_differ(&int8, &other),
+            "models (centerface-int8 aaaaaaaaaaaa vs centerface-int8 cccccccccccc)"
+        );
+        // Only the person model differs.
+        let a = [float[0].clone(), m("nanodet-g", "nanodet", "1")];
+        let b = [float[0].clone(), m("yolox-nano", "yolox", "2")];
+        assert_eq!(
+            models_differ(&a, &b),
+            "models (centerface + nanodet-g vs centerface + yolox-nano)"
+        );
+    }
 
     #[test]
     fn shards_partition_paths_stably() {

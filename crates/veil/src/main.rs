@@ -550,8 +550,9 @@ fn redact(a: RedactArgs) -> Result<i32> {
 /// redaction, unrecorded images or archives, unreadable outputs).
 fn print_check(r: &veil_pipeline::CheckReport) -> bool {
     eprintln!(
-        "veil: checked {} outputs: {} leaks, {} changed since redaction, {} not redacted by veil, {} unreadable",
+        "veil: checked {} outputs with {}: {} leaks, {} changed since redaction, {} not redacted by veil, {} unreadable",
         r.images,
+        r.models.join(" and "),
         r.leaks.len(),
         r.changed.len(),
         r.unrecorded.len(),

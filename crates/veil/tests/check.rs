@@ -183,3 +183,44 @@ fn a_face_painted_back_inside_its_region_is_a_leak_even_with_its_record_edited()
         "{err}"
     );
 }
+
+/// `--face-model auto` (the default) audits with the face model the records say redacted, so
+/// the check's scores compare with the recorded ones; an explicit model is used as given.
+#[test]
+fn check_audits_with_the_face_model_that_redacted() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    let (code, _, err) = run(&[&"sample", &input]);
+    assert_eq!(code, 0, "{err}");
+    for (redact_with, check_with, audited) in [
+        ("centerface", "auto", "centerface"),
+        ("auto", "auto", "centerface-int8"),
+        ("centerface-int8", "centerface", "centerface"),
+    ] {
+        let out = t.path().join(format!("{redact_with}-{check_with}"));
+        let (code, _, err) = run(&[
+            &"redact",
+            &input,
+            &out,
+            &"--device",
+            &"cpu",
+            &"-q",
+            &"--face-model",
+            &redact_with,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = run(&[
+            &"check",
+            &out,
+            &"--device",
+            &"cpu",
+            &"--face-model",
+            &check_with,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains(&format!("outputs with {audited}:")),
+            "{redact_with} then {check_with}: {err}"
+        );
+    }
+}

