@@ -315,12 +315,7 @@ pub fn convert_centerface(model: &[u8]) -> Result<Vec<u8>, OnnxEditError> {
 /// Names of the graph inputs, in order (an input without a name yields `""`).
 pub fn graph_input_names(model: &[u8]) -> Result<Vec<String>, OnnxEditError> {
     let model_fields = parse_fields(model, 0, "ModelProto")?;
-    let graph = find_graph(&model_fields)?;
-    let graph_fields = parse_fields(
-        graph.len_payload("ModelProto")?,
-        graph.payload_offset,
-        "GraphProto",
-    )?;
+    let graph_fields = graph_fields(&model_fields)?;
     let mut names = Vec::new();
     for field in graph_fields.iter().filter(|f| f.number == GRAPH_INPUT) {
         let vi_fields = parse_fields(
@@ -489,6 +484,18 @@ pub(crate) fn parse_fields<'a>(
         pos = end;
     }
     Ok(fields)
+}
+
+/// The fields of a model's single graph.
+pub(crate) fn graph_fields<'a>(
+    model_fields: &[Field<'a>],
+) -> Result<Vec<Field<'a>>, OnnxEditError> {
+    let graph = find_graph(model_fields)?;
+    parse_fields(
+        graph.len_payload("ModelProto")?,
+        graph.payload_offset,
+        "GraphProto",
+    )
 }
 
 /// The single `graph` field of a model.

@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::onnx_edit::{
-    find_graph, parse_fields, read_varint, Field, OnnxEditError, CENTERFACE_INPUT,
+    graph_fields, parse_fields, read_varint, Field, OnnxEditError, CENTERFACE_INPUT,
     CENTERFACE_OUTPUTS, WIRE_FIXED32, WIRE_LEN, WIRE_VARINT,
 };
 use crate::onnx_write::{Attr, Data, Model, Node, Tensor, ValueInfo, FLOAT};
@@ -210,12 +210,7 @@ fn read_graph(model: &[u8]) -> Result<Graph, QuantError> {
             }
         }
     }
-    let graph = find_graph(&model_fields)?;
-    let graph_fields = parse_fields(
-        graph.len_payload("ModelProto")?,
-        graph.payload_offset,
-        "GraphProto",
-    )?;
+    let graph_fields = graph_fields(&model_fields)?;
     let mut g = Graph::default();
     for f in &graph_fields {
         match f.number {

@@ -340,15 +340,7 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
             crate::onnx_quant::CONVERTER,
             path.display()
         ));
-        let actual = blake3_hex(&built);
-        if actual != spec.blake3 {
-            return Err(DetectError::HashMismatch {
-                path: path.clone(),
-                expected: spec.blake3.clone(),
-                actual,
-            });
-        }
-        write_atomic(&path, &built)?;
+        write_pinned(spec, &path, &built)?;
     }
     if !path.exists() {
         let Some(src) = &spec.source else {
@@ -393,18 +385,23 @@ pub fn ensure_model(spec: &ModelSpec, notify: Notify) -> Result<PathBuf, DetectE
             spec.convert.as_deref().unwrap_or("as shipped"),
             path.display()
         ));
-        let actual = blake3_hex(&converted);
-        if actual != spec.blake3 {
-            return Err(DetectError::HashMismatch {
-                path: path.clone(),
-                expected: spec.blake3.clone(),
-                actual,
-            });
-        }
-        write_atomic(&path, &converted)?;
+        write_pinned(spec, &path, &converted)?;
     }
     verify_file(&path, &spec.blake3)?;
     Ok(path)
+}
+
+/// Writes a model veil made (converted or quantised) to the cache, only if it is the pinned one.
+fn write_pinned(spec: &ModelSpec, path: &Path, bytes: &[u8]) -> Result<(), DetectError> {
+    let actual = blake3_hex(bytes);
+    if actual != spec.blake3 {
+        return Err(DetectError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: spec.blake3.clone(),
+            actual,
+        });
+    }
+    write_atomic(path, bytes)
 }
 
 /// A package's pinned files with their bytes.
