@@ -89,9 +89,10 @@ pub struct RunConfig {
     pub shard: Option<crate::shard::Shard>,
     /// Ignore the records already in the output and process every image again.
     pub fresh: bool,
-    /// Re-encode every JPEG, also those in which nothing was detected (default: those are
-    /// written losslessly without their metadata).
-    pub always_reencode: bool,
+    /// Write JPEGs in which nothing was detected losslessly without their metadata
+    /// ([`crate::strip`]) instead of re-encoding them. Off by default: the strip copies compressed
+    /// data and tables as they are, where a crafted file can hide bytes no decoder shows.
+    pub lossless_strip: bool,
     /// Replay the detections recorded in this `provenance.jsonl` instead of running the
     /// detectors ([`crate::replay`]).
     pub replay: Option<PathBuf>,
@@ -448,7 +449,7 @@ fn params_json(cfg: &RunConfig) -> serde_json::Value {
         "detect": { "faces": d.faces, "persons": d.persons },
         "max_pixels": cfg.max_pixels,
         "jpeg_quality": cfg.jpeg_quality,
-        "lossless_strip": !cfg.always_reencode,
+        "lossless_strip": cfg.lossless_strip,
     });
     // Only when given, so that runs without tables keep the parameters they always had.
     if let (Some(c), Some(map)) = (&cfg.image_column, params.as_object_mut()) {
@@ -523,7 +524,7 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
         models: models.clone(),
         params,
         params_blake3: params_blake3.clone(),
-        lossless_strip: !cfg.always_reencode,
+        lossless_strip: cfg.lossless_strip,
     };
 
     fs::create_dir_all(&cfg.output).map_err(|e| PipelineError::io(&cfg.output, e))?;

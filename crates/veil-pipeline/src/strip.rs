@@ -8,6 +8,10 @@
 //! EOI. Dropped: EXIF (with its thumbnail, GPS, serials, maker notes), XMP, IPTC, other APPn,
 //! comments, JFXX thumbnails, anything after EOI (e.g. MPF secondary images). Any other marker,
 //! a frame that is not 1 or 3 components, or a malformed file: `None` (the caller re-encodes).
+//!
+//! Off by default (`--lossless-strip`): tables and entropy-coded data are copied as they are, and
+//! a crafted file can carry bytes there that no decoder shows (tables no scan uses, bytes after
+//! a scan's last block). Re-encoding from pixels is what guarantees none survive.
 
 use crate::container::skip_entropy;
 
@@ -60,7 +64,14 @@ pub fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
                 false
             }
             0xE2 if payload.starts_with(b"ICC_PROFILE\0") => true,
-            0xEE if payload.starts_with(b"Adobe") => true,
+            // The colour-transform segment is 12 bytes; anything after them is a payload no
+            // decoder reads, so only those 12 are written.
+            0xEE if payload.starts_with(b"Adobe") => {
+                let fields = payload.get(..12)?;
+                out.extend_from_slice(&[0xFF, 0xEE, 0x00, 14]);
+                out.extend_from_slice(fields);
+                false
+            }
             0xE0..=0xEF | 0xFE => false,
             0xDB | 0xC4 | 0xCC | 0xDD => true,
             0xC0..=0xCF => {
@@ -141,6 +152,20 @@ mod tests {
             vec![crate::container::MetadataKind::Icc],
             "only the ICC profile may remain"
         );
+    }
+
+    #[test]
+    fn adobe_segment_keeps_its_twelve_bytes_and_drops_a_payload_after_them() {
+        let mut adobe = b"Adobe\x00\x64\x00\x00\x00\x00\x01".to_vec();
+        adobe.extend_from_slice(b"hidden face bytes");
+        let src = jpeg_with(&[&segment(0xEE, &adobe)]);
+        let out = strip_jpeg(&src).unwrap();
+        assert!(!out.windows(6).any(|w| w == b"hidden"));
+        assert!(out
+            .windows(16)
+            .any(|w| w == &segment(0xEE, &adobe[..12])[..]));
+        let short = jpeg_with(&[&segment(0xEE, b"Adobe\x00\x64")]);
+        assert!(strip_jpeg(&short).is_none(), "a short Adobe segment");
     }
 
     #[test]

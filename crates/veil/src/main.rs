@@ -211,9 +211,15 @@ struct RedactArgs {
     /// keeps the images whose record, source, output, models and parameters are unchanged).
     #[arg(long)]
     fresh: bool,
-    /// Re-encode every JPEG. By default a JPEG in which nothing was detected (and that needs no
-    /// rotation) is written by dropping its metadata segments: its pixels stay bit-exact.
-    #[arg(long)]
+    /// Write a JPEG in which nothing was detected (and that needs no rotation) by dropping its
+    /// metadata segments instead of re-encoding it: its pixels stay bit-exact, but its
+    /// compressed data and tables are copied as they are, and a crafted file can hide bytes there
+    /// that no viewer shows, a picture included. Only for files you trust; off by default
+    #[arg(long, conflicts_with = "always_reencode")]
+    lossless_strip: bool,
+    /// Re-encode every JPEG: the default since `--lossless-strip` became opt-in; kept so that
+    /// existing scripts run unchanged
+    #[arg(long, hide = true)]
     always_reencode: bool,
     #[command(flatten)]
     det: DetectArgs,
@@ -471,7 +477,7 @@ fn redact(a: RedactArgs) -> Result<i32> {
         jpeg_quality: a.jpeg_quality,
         copy_other: a.copy_other,
         fresh: a.fresh,
-        always_reencode: a.always_reencode,
+        lossless_strip: a.lossless_strip,
         replay: a.replay_detections.clone(),
         image_column: a.image_column.clone(),
     };

@@ -602,12 +602,12 @@ fn jpeg_with_metadata(img: &image::RgbImage) -> Vec<u8> {
     out
 }
 
-/// A JPEG in which nothing is found is written by dropping its metadata segments: the output
-/// decodes to exactly the source's pixels and carries none of the metadata. With
-/// `--always-reencode` the same file is re-encoded (clean too, but no longer bit-exact), which
-/// is what shows the first check can fail.
+/// With `--lossless-strip`, a JPEG in which nothing is found is written by dropping its
+/// metadata segments: the output decodes to exactly the source's pixels and carries none of the
+/// metadata. By default (and with the old `--always-reencode`) the same file is re-encoded
+/// (clean too, but no longer bit-exact), which is what shows the first check can fail.
 #[test]
-fn a_jpeg_without_faces_loses_its_metadata_and_keeps_its_exact_pixels() {
+fn a_jpeg_without_faces_loses_its_metadata_and_keeps_its_exact_pixels_with_lossless_strip() {
     let t = tempfile::tempdir().unwrap();
     let input = t.path().join("in");
     fs::create_dir_all(&input).unwrap();
@@ -647,11 +647,67 @@ fn a_jpeg_without_faces_loses_its_metadata_and_keeps_its_exact_pixels() {
         image::load_from_memory(&written).unwrap().to_rgb8()
     };
     assert!(
-        outputs(&[]) == source,
+        outputs(&["--lossless-strip"]) == source,
         "the stripped JPEG does not decode to the source's pixels"
     );
     assert!(
-        outputs(&["--always-reencode"]) != source,
-        "a re-encoded JPEG decoded to the very same pixels: the check above proves nothing"
+        outputs(&[]) != source,
+        "the default re-encode decoded to the very same pixels: the check above proves nothing"
     );
+    assert!(outputs(&["--always-reencode", "--fresh"]) != source);
+}
+
+/// Bytes a decoder never shows (a Huffman table no scan uses, bytes after the scan's last block)
+/// survive a lossless strip, which copies tables and scan data as they are; the default
+/// re-encode writes neither. A crafted file could hide a whole picture there.
+#[test]
+fn bytes_hidden_in_unused_tables_and_after_the_scan_do_not_survive_the_default() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    let img = image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x / 2) as u8, y as u8, ((x + y) % 200) as u8])
+    });
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90)
+        .encode_image(&img)
+        .unwrap();
+    const TABLE: &[u8] = b"HIDDEN-IN-A-TABLE-NO-SCAN-USES";
+    const TAIL: &[u8] = b"HIDDEN-AFTER-THE-LAST-BLOCK";
+    // An AC table with id 3 (the encoder uses 0 and 1): all its codes 8 bits long.
+    let mut dht = vec![0x13];
+    let mut counts = [0u8; 16];
+    counts[7] = TABLE.len() as u8;
+    dht.extend_from_slice(&counts);
+    dht.extend_from_slice(TABLE);
+    let mut bytes = plain[..2].to_vec();
+    bytes.extend_from_slice(&[0xFF, 0xC4]);
+    bytes.extend_from_slice(&((dht.len() + 2) as u16).to_be_bytes());
+    bytes.extend_from_slice(&dht);
+    bytes.extend_from_slice(&plain[2..plain.len() - 2]);
+    bytes.extend_from_slice(TAIL);
+    bytes.extend_from_slice(&[0xFF, 0xD9]);
+    assert_eq!(
+        image::load_from_memory(&bytes).unwrap().to_rgb8(),
+        image::load_from_memory(&plain).unwrap().to_rgb8(),
+        "the fixture must decode like the plain JPEG"
+    );
+    fs::write(input.join("plain.jpg"), &bytes).unwrap();
+    let written = |extra: &[&str]| {
+        let out = t.path().join(format!("out{}", extra.len()));
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"redact", &input, &out, &"-q"];
+        for e in extra {
+            args.push(e);
+        }
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(provenance(&out)[0]["status"], "no_detections");
+        fs::read(out.join("plain.jpg")).unwrap()
+    };
+    let has = |b: &[u8], needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+    let default = written(&[]);
+    assert!(!has(&default, TABLE) && !has(&default, TAIL));
+    // What the opt-in path copies, which is why it is opt-in (the test proves it can fail).
+    let stripped = written(&["--lossless-strip"]);
+    assert!(has(&stripped, TABLE) || has(&stripped, TAIL));
 }
