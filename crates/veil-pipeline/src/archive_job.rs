@@ -11,7 +11,9 @@
 //!
 //! Fail closed: an image member that cannot be redacted is left out of the output archive and
 //! recorded as failed. A member that is itself an archive is left out too (veil reads one level
-//! of archives) and recorded as failed. An archive that cannot be read to its end (truncated,
+//! of archives) and recorded as failed, and so is any other member that hides a zip behind other
+//! bytes or carries a picture inside it ([`crate::embedded`]: a pickled or base64 JPEG in a
+//! sidecar). An archive that cannot be read to its end (truncated,
 //! corrupt, a hostile member) or written fails as a whole: no output file, every member record
 //! failed with the reason.
 
@@ -283,6 +285,12 @@ fn write_archive(
                     process::member_failed(&member_path, settings, FailureStage::Decode, &why),
                     rel_str,
                 )))
+            } else if let Some(why) = hidden_in_member(&m.data) {
+                let member_path = format!("{rel_str}#{}", m.name);
+                Entry::Concluded(Box::new(with_archive(
+                    process::member_failed(&member_path, settings, FailureStage::Decode, &why),
+                    rel_str,
+                )))
             } else {
                 Entry::Plain(Box::new(m))
             };
@@ -305,6 +313,26 @@ fn write_archive(
         return Err((FailureStage::Write, e, results));
     }
     Ok(results)
+}
+
+/// Why a member that is neither an image nor an archive at its start must not be written back
+/// unchanged either: a zip archive behind other bytes (self-extracting), or a picture inside it
+/// (a pickled or base64 JPEG, a `data:image/` URI, a pixel array; [`crate::embedded`]).
+fn hidden_in_member(data: &[u8]) -> Option<String> {
+    if crate::archives::zip_end_in(&data[data.len().saturating_sub(65_557)..]) {
+        return Some(
+            "a zip archive behind other bytes (self-extracting, or hidden): veil reads one level \
+             of archives, so it was left out; unpack it into the input and run again"
+                .into(),
+        );
+    }
+    crate::embedded::find(data).map(|what| {
+        format!(
+            "it carries {what}, which veil would pass through unredacted, so it was left out: \
+             store the picture as an image member of its own (JPEG, PNG or WebP) or remove it, \
+             and run again"
+        )
+    })
 }
 
 fn with_archive(mut r: MemberResult, archive: &str) -> MemberResult {

@@ -179,7 +179,7 @@ fn is_svg(head: &[u8]) -> bool {
 
 /// A zip archive with something before it (a self-extracting archive, or data prepended to
 /// hide it): the end-of-central-directory record in the last 64 KiB.
-fn zip_end_in(tail: &[u8]) -> bool {
+pub(crate) fn zip_end_in(tail: &[u8]) -> bool {
     tail.windows(4).any(|w| w == b"PK\x05\x06")
 }
 
@@ -194,6 +194,25 @@ pub fn holds_images(name: &str, bytes: &[u8]) -> Option<String> {
 pub fn file_holds_images(path: &Path) -> std::io::Result<Option<String>> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     holds_images_in(name, std::io::BufReader::new(std::fs::File::open(path)?))
+}
+
+/// How [`holds_images`] starts its reason for a file that is no archive but carries a picture
+/// inside (a data URI in JSON, a JPEG in a PDF).
+pub const CARRIES: &str = "it carries ";
+
+/// [`crate::embedded::find`] over a whole stream, a chunk at a time.
+fn embedded_in(mut r: impl Read) -> std::io::Result<Option<String>> {
+    let mut scanner = crate::embedded::Scanner::new();
+    let mut chunk = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(scanner.finish());
+        }
+        if let Some(what) = scanner.push(&chunk[..n]) {
+            return Ok(Some(what.to_string()));
+        }
+    }
 }
 
 /// [`sniff`] of the file at `path`, from its first and last bytes.
@@ -234,7 +253,14 @@ fn holds_images_in<R: Read + Seek>(name: &str, mut r: R) -> std::io::Result<Opti
                     .into(),
             ));
         }
-        return Ok(None);
+        // Annotations and sidecars copied as they are (LabelMe's `imageData`, a data URI in an
+        // HTML page, a JPEG wrapped in a PDF) may carry the very photo veil redacts.
+        return Ok(embedded_in(r)?.map(|what| {
+            format!(
+                "{CARRIES}{what}, which veil would pass through unredacted: store the picture \
+                 as an image file of its own (JPEG, PNG or WebP) or remove it, and run again"
+            )
+        }));
     };
     let members = match kind {
         ArchiveKind::Tar => tar_member_heads(r),
@@ -248,65 +274,219 @@ fn holds_images_in<R: Read + Seek>(name: &str, mut r: R) -> std::io::Result<Opti
     };
     Ok(match members {
         Err(why) => Some(format!("{}: {why}, so it may hold images", kind.as_str())),
-        Ok(heads) => heads
-            .iter()
-            .find(|(name, head)| {
-                sniff(head).is_some() || picture_not_redacted(name, head).is_some()
-            })
-            .map(|(name, _)| format!("{} that holds images or archives ({name})", kind.as_str())),
+        Ok(None) => None,
+        Ok(Some((name, None))) => Some(format!(
+            "{} that holds images or archives ({name})",
+            kind.as_str()
+        )),
+        Ok(Some((name, Some(why)))) => Some(format!(
+            "{} that holds images or archives ({name}: {why})",
+            kind.as_str()
+        )),
     })
 }
 
-/// How many bytes of each member are looked at.
+/// How many bytes of each member are looked at for a signature.
 const HEAD: usize = 300;
+/// How many bytes at the end of each member are looked at for a zip's end record.
+const TAIL: usize = 65_557;
 
-/// (name, first bytes) of every regular member of a tar archive.
-fn tar_member_heads(r: impl Read) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// The first member that must not pass through: its name, and what it hides when its start does
+/// not already say (see [`member_unsafe`]).
+type Unsafe = Option<(String, Option<String>)>;
+
+/// Whether a tar entry of type `kind` holds a file's bytes as they are: a regular or a
+/// contiguous (`7`) file, which every reader extracts as a regular file.
+pub(crate) fn tar_is_file(kind: tar::EntryType) -> bool {
+    kind.is_file() || kind.is_contiguous()
+}
+
+/// Why a tar entry of type `kind` is refused whatever its content: a GNU sparse file (its bytes
+/// on disk are not the file's), or a type veil does not know (readers extract those as regular
+/// files).
+pub(crate) fn tar_type_refused(kind: tar::EntryType) -> Option<String> {
+    if kind.is_gnu_sparse() {
+        return Some(
+            "a GNU sparse file, which veil cannot rewrite faithfully: recreate the archive \
+             without --sparse and run again"
+                .into(),
+        );
+    }
+    use tar::EntryType as T;
+    let known = [
+        T::Regular,
+        T::Link,
+        T::Symlink,
+        T::Char,
+        T::Block,
+        T::Directory,
+        T::Fifo,
+        T::Continuous,
+        T::GNULongName,
+        T::GNULongLink,
+        T::XGlobalHeader,
+        T::XHeader,
+    ];
+    (!known.contains(&kind)).then(|| {
+        format!(
+            "an entry of unknown type `{}`, which other readers may extract as a file: \
+             recreate the archive with regular files only and run again",
+            kind.as_byte().escape_ascii()
+        )
+    })
+}
+
+/// Why a directory entry that holds `size` bytes is refused.
+pub(crate) fn directory_with_data(size: u64) -> String {
+    format!(
+        "a directory entry that holds {size} bytes (readers may extract them as a file): \
+         recreate the archive and run again"
+    )
+}
+
+/// Checks what follows a tar archive's end: padding (zeros) only. Anything else is data no tar
+/// reader shows and veil would not look at.
+pub(crate) fn tar_end_is_clean(mut r: impl Read) -> Result<(), String> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0u64;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("data after the end of the archive that cannot be read ({e})"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b != 0) {
+            let at = at + i as u64;
+            return Err(format!(
+                "data after the end of the archive (non-zero bytes from byte {at} past its end \
+                 marker), which veil would not look at: remove it and run again"
+            ));
+        }
+        at += n as u64;
+    }
+}
+
+/// Reads a member to its end: why it must not pass through as it is (`Some`): a picture or an
+/// archive at its start (`Some(None)`: the start says it), or a picture anywhere inside it, or a
+/// zip archive behind other bytes (`Some(Some(why))`).
+fn member_unsafe(name: &str, mut r: impl Read) -> std::io::Result<Option<Option<String>>> {
+    let mut head = Vec::with_capacity(HEAD);
+    let mut tail: Vec<u8> = Vec::new();
+    let mut scanner = crate::embedded::Scanner::new();
+    let mut chunk = vec![0u8; 256 << 10];
+    let head_says =
+        |head: &[u8]| sniff(head).is_some() || picture_not_redacted(name, head).is_some();
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let c = &chunk[..n];
+        if head.len() < HEAD {
+            let take = (HEAD - head.len()).min(n);
+            head.extend_from_slice(&c[..take]);
+            if head.len() == HEAD && head_says(&head) {
+                return Ok(Some(None));
+            }
+        }
+        if let Some(why) = scanner.push(c) {
+            return Ok(Some(Some(why.to_string())));
+        }
+        tail.extend_from_slice(c);
+        if tail.len() > 2 * TAIL {
+            tail.drain(..tail.len() - TAIL);
+        }
+    }
+    if head_says(&head) {
+        return Ok(Some(None));
+    }
+    if let Some(why) = scanner.finish() {
+        return Ok(Some(Some(why)));
+    }
+    Ok(zip_end_in(&tail[tail.len().saturating_sub(TAIL)..])
+        .then(|| Some("a zip archive behind other bytes (self-extracting, or hidden)".to_string())))
+}
+
+/// The first member of a tar archive that must not pass through, reading every member to its
+/// end; an entry type veil cannot read faithfully, or data after the archive's end, is an error.
+fn tar_member_heads(r: impl Read) -> Result<Unsafe, String> {
     let mut archive = tar::Archive::new(r);
-    let mut heads = Vec::new();
+    let mut count = 0usize;
     let entries = archive.entries().map_err(|e| format!("unreadable ({e})"))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("unreadable ({e})"))?;
-        if heads.len() >= MAX_MEMBERS {
+        count += 1;
+        if count > MAX_MEMBERS {
             return Err(format!("more than {MAX_MEMBERS} members"));
         }
-        if !entry.header().entry_type().is_file() {
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if let Some(why) = tar_type_refused(kind) {
+            return Err(format!("member {name}: {why}"));
+        }
+        if !tar_is_file(kind) {
+            // Directories, links, devices and pax headers carry no file bytes; one that says it
+            // does is refused (some readers would extract them).
+            let size = entry.size();
+            if size > 0 && kind.is_dir() {
+                return Err(format!("member {name}: {}", directory_with_data(size)));
+            }
+            if size > 0 && !kind.is_pax_global_extensions() {
+                return Err(format!(
+                    "member {name}: an entry of type `{}` that holds {size} bytes (readers may \
+                     extract them as a file): recreate the archive and run again",
+                    kind.as_byte().escape_ascii()
+                ));
+            }
             continue;
         }
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let mut head = Vec::with_capacity(HEAD);
-        entry
-            .take(HEAD as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| format!("unreadable member {name} ({e})"))?;
-        heads.push((name, head));
+        if let Some(why) =
+            member_unsafe(&name, entry).map_err(|e| format!("unreadable member {name} ({e})"))?
+        {
+            return Ok(Some((name, why)));
+        }
     }
-    Ok(heads)
+    tar_end_is_clean(archive.into_inner())?;
+    Ok(None)
 }
 
-/// (name, first bytes) of every file member of a zip archive.
-fn zip_member_heads(r: impl Read + Seek) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// The first member of a zip archive that must not pass through, reading every member to its
+/// end; a directory entry that holds data is an error.
+fn zip_member_heads(r: impl Read + Seek) -> Result<Unsafe, String> {
     let mut archive = zip::ZipArchive::new(r).map_err(|e| format!("unreadable ({e})"))?;
     if archive.len() > MAX_MEMBERS {
         return Err(format!("more than {MAX_MEMBERS} members"));
     }
-    let mut heads = Vec::new();
     for i in 0..archive.len() {
         let member = archive
             .by_index(i)
             .map_err(|e| format!("unreadable member {i} ({e})"))?;
+        let name = member.name().to_string();
         if member.is_dir() {
+            if member.size() > 0 {
+                return Err(format!(
+                    "member {name}: {}",
+                    directory_with_data(member.size())
+                ));
+            }
             continue;
         }
-        let name = member.name().to_string();
-        let mut head = Vec::with_capacity(HEAD);
-        member
-            .take(HEAD as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| format!("unreadable member {name} ({e})"))?;
-        heads.push((name, head));
+        // Members are read to their end: a bomb is refused before (as the reader refuses it).
+        let caps = crate::members::Caps::default();
+        let (size, packed) = (member.size(), member.compressed_size().max(1));
+        if size > caps.member_bytes || (size > 1 << 20 && size / packed > caps.zip_ratio) {
+            return Err(format!(
+                "member {name} expands to {size} bytes from {packed}, over veil's caps"
+            ));
+        }
+        if let Some(why) =
+            member_unsafe(&name, member).map_err(|e| format!("unreadable member {name} ({e})"))?
+        {
+            return Ok(Some((name, why)));
+        }
     }
-    Ok(heads)
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod archives;
 pub mod container;
 pub mod dataset_containers;
 pub mod decode;
+mod embedded;
 pub mod encode;
 pub mod fusion;
 pub mod icc;

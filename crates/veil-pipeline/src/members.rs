@@ -48,7 +48,7 @@ impl Format {
             Some(crate::archives::ArchiveKind::Tar) => Some(Format::Tar),
             Some(crate::archives::ArchiveKind::Zip) => Some(Format::Zip),
             Some(crate::archives::ArchiveKind::Gzip) => {
-                let mut d = flate2::read::GzDecoder::new(fs::File::open(path)?);
+                let mut d = flate2::read::MultiGzDecoder::new(fs::File::open(path)?);
                 inner_is_tar(&mut d).then_some(Format::TarGz)
             }
             Some(crate::archives::ArchiveKind::Zstd) => {
@@ -199,7 +199,8 @@ pub fn read_members(
     let file = BufReader::new(fs::File::open(path).map_err(read_err)?);
     match format {
         Format::Tar => read_tar(file, caps, f),
-        Format::TarGz => read_tar(flate2::read::GzDecoder::new(file), caps, f),
+        // Every gzip member in turn (bgzip and pigz write several).
+        Format::TarGz => read_tar(flate2::read::MultiGzDecoder::new(file), caps, f),
         Format::TarZst => read_tar(
             zstd::stream::read::Decoder::with_buffer(file).map_err(read_err)?,
             caps,
@@ -232,11 +233,17 @@ fn read_tar(
         if kind.is_symlink() || kind.is_hard_link() {
             return Err(refuse("a link (links are not followed or copied)"));
         }
+        if let Some(why) = crate::archives::tar_type_refused(kind) {
+            return Err(refuse(&why));
+        }
         let is_dir = kind.is_dir();
-        if !is_dir && !kind.is_file() {
+        let size = entry.size();
+        if is_dir && size > 0 {
+            return Err(refuse(&crate::archives::directory_with_data(size)));
+        }
+        if !is_dir && !crate::archives::tar_is_file(kind) {
             return Err(refuse("not a regular file or directory"));
         }
-        let size = entry.size();
         guard.admit(&name, size)?;
         let mut data = Vec::with_capacity(size.min(caps.member_bytes) as usize);
         if !is_dir {
@@ -259,7 +266,7 @@ fn read_tar(
             raw: Raw::Tar(Box::new(header)),
         })?;
     }
-    Ok(())
+    crate::archives::tar_end_is_clean(archive.into_inner()).map_err(ArchiveError::Read)
 }
 
 fn read_zip(
@@ -281,6 +288,9 @@ fn read_zip(
         }
         let is_dir = m.is_dir();
         let size = m.size();
+        if is_dir && size > 0 {
+            return Err(refuse(crate::archives::directory_with_data(size)));
+        }
         guard.admit(&name, size)?;
         let packed = m.compressed_size().max(1);
         if size > 1 << 20 && size / packed > caps.zip_ratio {
@@ -618,6 +628,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("zip bomb"), "{e}");
+    }
+
+    #[test]
+    fn sparse_and_unknown_entry_types_are_refused_and_contiguous_files_read() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("a.tar");
+        let typed = |kind: u8| {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(4);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::new(kind));
+            h.set_cksum();
+            b.append_data(&mut h, "x.jpg", &b"data"[..]).unwrap();
+            b.into_inner().unwrap()
+        };
+        for (kind, why) in [(b'S', "sparse"), (b'Z', "unknown type `Z`")] {
+            fs::write(&src, typed(kind)).unwrap();
+            let e = read_members(&src, Format::Tar, Caps::default(), &mut |_| Ok(()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) || e.contains("unreadable"), "{e}");
+            assert!(crate::archives::holds_images("a.tar", &typed(kind)).is_some());
+        }
+        fs::write(&src, typed(b'7')).unwrap();
+        assert_eq!(
+            names_and_data(&src, Format::Tar),
+            [("x.jpg".to_string(), b"data".to_vec())]
+        );
     }
 
     #[test]

@@ -207,23 +207,44 @@ fn replace_images(
 /// data URI, or a value veil cannot look into: `(column, row, what)`. Such a cell would pass
 /// through unredacted, so the table fails instead. Lists, maps and dictionaries are looked into;
 /// binary, view and fixed-size binary cells are sniffed; strings are checked for images written
-/// as `data:image/...` URIs or bare base64 JPEG or PNG.
-fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize, &'static str)> {
-    const IMAGE: &str = "an image (or an archive)";
-    const OPAQUE: &str =
-        "values of a type veil cannot look into (a union or run-end encoded column)";
-    fn hit(b: &[u8]) -> bool {
-        crate::archives::looks_like_image(b) || crate::archives::sniff(b).is_some()
+/// as `data:image/...` URIs or bare base64 JPEG or PNG; and every byte or string cell is searched
+/// for a picture anywhere inside it ([`crate::embedded`]: a pickled JPEG, a base64 image or
+/// `data:image/` URI inside JSON).
+fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize, String)> {
+    const IMAGE: &str = "an image (or an archive) outside the image column, which veil would \
+                         pass through unredacted; name the column with --image-column if it is \
+                         the only image column, or remove it (veil redacts one image column per \
+                         table, and no images inside lists)";
+    const OPAQUE: &str = "values of a type veil cannot look into (a union or run-end encoded \
+                          column) outside the image column, which veil would pass through \
+                          unredacted; remove the column, or name it with --image-column if it \
+                          holds the images";
+    fn embedded(what: String, of: &str) -> String {
+        format!(
+            "{what} of the {of}, outside the image column: veil would pass it through \
+             unredacted; move the picture into the image column, or remove it, and run again"
+        )
     }
-    fn text_hit(t: &str) -> bool {
-        let t = t.trim_start();
-        t.get(..11)
+    fn hit(b: &[u8]) -> Option<String> {
+        if crate::archives::looks_like_image(b) || crate::archives::sniff(b).is_some() {
+            return Some(IMAGE.into());
+        }
+        crate::embedded::find(b).map(|what| embedded(what, "value"))
+    }
+    fn text_hit(t: &str) -> Option<String> {
+        let s = t.trim_start();
+        if s.get(..11)
             .is_some_and(|p| p.eq_ignore_ascii_case("data:image/"))
-            || t.starts_with("/9j/")
-            || t.starts_with("iVBORw0KGgo")
+            || s.starts_with("/9j/")
+            || s.starts_with("iVBORw0KGgo")
+        {
+            return Some(IMAGE.into());
+        }
+        crate::embedded::find(t.as_bytes()).map(|what| embedded(what, "text"))
     }
-    /// Whether a cell of `a` (a leaf) holds an image; `None` when `a` is not a byte or string type.
-    fn leaf(a: &dyn Array, r: usize) -> Option<bool> {
+    /// What a cell of `a` (a leaf) holds (`Some(None)`: nothing); `None` when `a` is not a byte
+    /// or string type.
+    fn leaf(a: &dyn Array, r: usize) -> Option<Option<String>> {
         if let Some(b) = bytes_at(a, r) {
             return Some(hit(b));
         }
@@ -260,11 +281,7 @@ fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize
         }
         a.as_map_opt().map(|m| Arc::new(m.value(r)) as ArrayRef)
     }
-    fn scan(
-        name: &str,
-        a: &dyn Array,
-        skip: Option<usize>,
-    ) -> Option<(String, usize, &'static str)> {
+    fn scan(name: &str, a: &dyn Array, skip: Option<usize>) -> Option<(String, usize, String)> {
         // Numbers, booleans, dates and lists of them (embeddings) cannot hold an image: not
         // walked cell by cell.
         if !holds_bytes(a.data_type(), true) {
@@ -295,7 +312,7 @@ fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize
             a.data_type(),
             DataType::Union(..) | DataType::RunEndEncoded(..)
         ) {
-            return (!a.is_empty()).then(|| (name.to_string(), 0, OPAQUE));
+            return (!a.is_empty()).then(|| (name.to_string(), 0, OPAQUE.to_string()));
         }
         (0..a.len()).find_map(|r| {
             if a.is_null(r) {
@@ -304,7 +321,7 @@ fn stray_image(batch: &RecordBatch, which: ImageColumn) -> Option<(String, usize
             if let Some(c) = cell(a, r) {
                 return scan(&format!("{name}[]"), c.as_ref(), None).map(|(n, _, w)| (n, r, w));
             }
-            leaf(a, r)?.then(|| (name.to_string(), r, IMAGE))
+            leaf(a, r)?.map(|what| (name.to_string(), r, what))
         })
     }
     let schema = batch.schema();
@@ -565,13 +582,7 @@ pub fn rewrite_table(
             if let Some((column, r, what)) = stray_image(&batch, which) {
                 return Err((
                     FailureStage::Decode,
-                    format!(
-                        "column `{column}` row {} holds {what} outside the image column, which \
-                         veil would pass through unredacted; name the column with \
-                         --image-column if it is the only image column, or remove it (veil \
-                         redacts one image column per table, and no images inside lists)",
-                        first_row + r
-                    ),
+                    format!("column `{column}` row {} holds {what}", first_row + r),
                     results,
                 ));
             }

@@ -594,7 +594,10 @@ pub fn run(cfg: &RunConfig, progress: &dyn ProgressSink) -> Result<RunReport, Pi
             // A picture veil does not redact (by content or name), or a container it cannot read.
             _ => {
                 let picture = match crate::archives::file_kind(&path) {
-                    Ok(None) => crate::archives::file_picture_not_redacted(&path),
+                    Ok(None) => crate::archives::file_picture_not_redacted(&path).or_else(|| {
+                        why.starts_with(crate::archives::CARRIES)
+                            .then(|| why.clone())
+                    }),
                     _ => None,
                 };
                 let why = match picture {

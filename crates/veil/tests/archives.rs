@@ -395,3 +395,259 @@ fn a_file_named_like_an_archive_member_is_refused() {
     );
     assert!(!out.join("x.tar").exists() && !out.join("x.tar#y.png").exists());
 }
+
+fn tiny_png(seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([seed, (x * 3) as u8, y as u8]));
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// A tar of `members`, each with its own entry type byte.
+fn tar_typed(members: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::new(*kind));
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Redacts `input` (exit 1 expected) and returns the records.
+fn redact_failing(input: &Path, out: &Path) -> Vec<serde_json::Value> {
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 1, "{err}");
+    provenance(out)
+}
+
+fn assert_archive_refused(records: &[serde_json::Value], out: &Path, archive: &str, why: &[&str]) {
+    let r = record(records, archive);
+    assert_eq!(r["status"], "failed", "{archive}: {r}");
+    let error = r["error"].as_str().unwrap();
+    for w in why {
+        assert!(error.contains(w), "{archive}: `{w}` not in {error}");
+    }
+    assert!(!out.join(archive).exists(), "{archive} has no output");
+}
+
+/// Entries that other readers extract as files but veil did not look at: a zip entry named like
+/// a directory that holds a picture, and a tar entry of an unknown type; both refuse the whole
+/// archive (the zip of text beside such an entry was copied as an ordinary file before). A tar
+/// member of type `7` (contiguous) is a regular file: its picture is redacted, not passed through.
+#[test]
+fn entries_other_readers_extract_as_files_are_redacted_or_refuse_the_archive() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = tiny_png(1);
+    let zip_with_dir = |first: (&str, &[u8])| {
+        let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, data) in [first, ("hidden.png/", png.as_slice())] {
+            z.start_file(name, opts).unwrap();
+            std::io::Write::write_all(&mut z, data).unwrap();
+        }
+        z.finish().unwrap().into_inner()
+    };
+    std::fs::write(input.join("dir_entry.zip"), zip_with_dir(("a.png", &png))).unwrap();
+    std::fs::write(
+        input.join("dir_entry_text.zip"),
+        zip_with_dir(("a.txt", b"a caption")),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("unknown_type.tar"),
+        tar_typed(&[("a.txt", b'0', b"caption"), ("b.png", b'Z', &png)]),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("contiguous.tar"),
+        tar_typed(&[("a.txt", b'0', b"caption"), ("b.png", b'7', &png)]),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let records = redact_failing(&input, &out);
+    for archive in ["dir_entry.zip", "dir_entry_text.zip"] {
+        assert_archive_refused(&records, &out, archive, &["hidden.png/", "directory entry"]);
+    }
+    assert_archive_refused(
+        &records,
+        &out,
+        "unknown_type.tar",
+        &["b.png", "unknown type `Z`"],
+    );
+    assert_eq!(record(&records, "contiguous.tar")["status"], "redacted");
+    let m = record(&records, "contiguous.tar#b.png");
+    assert_ne!(m["status"], "failed", "{m}");
+    let got = members_of(&out.join("contiguous.tar"));
+    assert_eq!(got[0], ("a.txt".to_string(), b"caption".to_vec()));
+    assert_eq!(got[1].0, "b.png");
+    assert_eq!(m["output_blake3"].as_str().unwrap(), blake3_hex(&got[1].1));
+}
+
+/// A `.npy` header for a uint8 array of `shape`, and its pixels.
+fn npy_u8(shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let mut header = format!(
+        "{{'descr': '|u1', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (header.len() + 11) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend((0..shape.iter().product::<usize>()).map(|i| (i * 7) as u8));
+    out
+}
+
+/// Members that are no image at their start but carry one: a zip behind a shell script, and
+/// WebDataset sidecars holding the photo (a `data:image/` URI in the JSON, a pickled PNG, a
+/// msgpack blob, a pixel array). Each is left out and recorded as failed, naming the member and
+/// what it carries; the image and the plain caption are written. A tar of text only whose JSON
+/// carries a picture is no longer copied as an ordinary file.
+#[test]
+fn members_that_carry_a_picture_inside_are_left_out() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = tiny_png(2);
+    let sfx = [
+        &b"#!/bin/sh\nexit 0\n"[..],
+        &zip_of(&[("face.png".to_string(), png.clone())]),
+    ]
+    .concat();
+    let base64_png = {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in png.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..=c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        s
+    };
+    let json = format!("{{\"caption\": \"x\", \"image\": \"data:image/png;base64,{base64_png}\"}}");
+    let pickled = [
+        &b"\x80\x04\x95\x20\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x03png\x94C"[..],
+        &png,
+        b"\x94s.",
+    ]
+    .concat();
+    let msgpack = [&b"\x81\xa5image\xc6\x00\x00\x10\x00"[..], &png].concat();
+    let members = vec![
+        ("000001.png".to_string(), png.clone()),
+        ("000001.txt".to_string(), b"a caption".to_vec()),
+        ("000001.json".to_string(), json.clone().into_bytes()),
+        ("000001.pyd".to_string(), pickled),
+        ("000001.mp".to_string(), msgpack),
+        ("000001.npy".to_string(), npy_u8(&[32, 32, 3])),
+        ("000001.bin".to_string(), sfx),
+    ];
+    std::fs::write(input.join("sidecars.tar"), tar_of(&members)).unwrap();
+    std::fs::write(
+        input.join("text_only.tar"),
+        tar_of(&[
+            ("000002.txt".to_string(), b"a caption".to_vec()),
+            ("000002.json".to_string(), json.into_bytes()),
+        ]),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let records = redact_failing(&input, &out);
+    let names: Vec<String> = members_of(&out.join("sidecars.tar"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["000001.png", "000001.txt"]);
+    for (member, why) in [
+        ("000001.json", "data:image/"),
+        ("000001.pyd", "PNG image at byte"),
+        ("000001.mp", "PNG image at byte 12"),
+        ("000001.npy", "NumPy array of 8-bit pixels (32x32x3)"),
+        ("000001.bin", "zip archive behind other bytes"),
+    ] {
+        let r = record(&records, &format!("sidecars.tar#{member}"));
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["error"].as_str().unwrap().contains(why), "{r}");
+    }
+    assert_eq!(record(&records, "sidecars.tar")["status"], "redacted");
+    // The text-only shard is read member by member now: its JSON is left out, its caption kept.
+    let names: Vec<String> = members_of(&out.join("text_only.tar"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["000002.txt"]);
+    assert_eq!(
+        record(&records, "text_only.tar#000002.json")["status"],
+        "failed"
+    );
+}
+
+/// A tar.gz of several gzip members (bgzip, pigz) is read to its end: every member is redacted,
+/// none is dropped. Data after a tar's end (a second gzip stream that is no gzip, a picture
+/// after the end marker of a tar of text) fails the archive instead of passing.
+#[test]
+fn multi_member_gzip_is_read_whole_and_data_after_the_end_fails() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let members: Vec<(String, Vec<u8>)> = vec![
+        ("000001.png".into(), tiny_png(3)),
+        ("000001.txt".into(), b"one".to_vec()),
+        ("000002.png".into(), tiny_png(4)),
+        ("000002.txt".into(), b"two".to_vec()),
+    ];
+    let tar = tar_of(&members);
+    let half = tar_of(&members[..2]);
+    // The second gzip member starts at the header of 000002.png (the first part without its
+    // end-of-archive blocks).
+    let split = half.len() - 1024;
+    assert_eq!(&tar[..split], &half[..split]);
+    std::fs::write(
+        input.join("multi.tar.gz"),
+        [gz(&tar[..split]), gz(&tar[split..])].concat(),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("trailing.tar.gz"),
+        [gz(&tar), b"not a gzip stream".to_vec()].concat(),
+    )
+    .unwrap();
+    let text_only = tar_of(&[("a.txt".to_string(), b"caption".to_vec())]);
+    std::fs::write(
+        input.join("after_end.tar"),
+        [text_only, tiny_png(5)].concat(),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let records = redact_failing(&input, &out);
+    let got: Vec<String> = members_of(&out.join("multi.tar.gz"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let want: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(got, want);
+    assert_eq!(record(&records, "multi.tar.gz")["status"], "redacted");
+    assert_ne!(
+        record(&records, "multi.tar.gz#000002.png")["status"],
+        "failed"
+    );
+    assert_archive_refused(&records, &out, "trailing.tar.gz", &["unreadable"]);
+    assert_archive_refused(
+        &records,
+        &out,
+        "after_end.tar",
+        &["data after the end of the archive"],
+    );
+}

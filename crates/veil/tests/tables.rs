@@ -341,3 +341,33 @@ fn an_image_data_uri_in_a_string_column_fails_the_table() {
         "column `preview` row 0",
     );
 }
+
+/// An image inside a JSON string (a `data:image/` URI not at the start of the cell) would pass
+/// through unredacted.
+#[test]
+fn an_image_data_uri_inside_json_text_fails_the_table() {
+    let json = "{\"thumb\": \"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAf\"}";
+    let col: ArrayRef = Arc::new(StringArray::from_iter_values([json]));
+    table_with_other_column_fails(
+        Field::new("meta", DataType::Utf8, true),
+        col,
+        "column `meta` row 0 holds an image as a `data:image/` URI at byte 11 of the text",
+    );
+}
+
+/// A pickled image in a binary column (the bytes do not start with the image's signature).
+#[test]
+fn a_pickled_image_in_a_binary_column_fails_the_table() {
+    let pickled = [
+        &b"\x80\x04\x95\x20\x00\x00\x00\x00\x00\x00\x00C"[..],
+        &small_png(),
+        b"\x94.",
+    ]
+    .concat();
+    let col: ArrayRef = Arc::new(BinaryArray::from_iter_values([pickled.as_slice()]));
+    table_with_other_column_fails(
+        Field::new("blob", DataType::Binary, true),
+        col,
+        "column `blob` row 0 holds a PNG image at byte 12 of the value",
+    );
+}

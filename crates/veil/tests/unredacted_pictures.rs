@@ -101,3 +101,79 @@ fn archive_members_veil_does_not_redact_are_left_out_and_failed() {
         );
     }
 }
+
+/// Loose annotation files copied with `--copy-other` can carry the very photo veil redacts: a
+/// LabelMe JSON's `imageData` (base64), an HTML page's data URI, a JPEG wrapped in a PDF. They are
+/// failed records and not copied; a JSON without one still is.
+#[test]
+fn loose_files_carrying_a_picture_inside_are_failures_not_copies() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let img = image::RgbImage::from_fn(48, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&img)
+        .unwrap();
+    let b64 = base64_encode(&jpeg);
+    std::fs::write(
+        input.join("a.json"),
+        format!(r#"{{"version":"5.0","shapes":[],"imagePath":"a.jpg","imageData":"{b64}"}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("page.html"),
+        format!(r#"<p>crew</p><img src="data:image/jpeg;base64,{b64}">"#),
+    )
+    .unwrap();
+    let pdf = [
+        b"%PDF-1.4\n1 0 obj << /Subtype /Image /Filter /DCTDecode >> stream\n".as_slice(),
+        &jpeg,
+        b"\nendstream endobj\n%%EOF\n",
+    ]
+    .concat();
+    std::fs::write(input.join("scan.pdf"), pdf).unwrap();
+    std::fs::write(
+        input.join("b.json"),
+        br#"{"shapes":[{"label":"face","points":[[1,2],[3,4]]}]}"#,
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q", &"--copy-other"]);
+    assert_eq!(code, 1, "{err}");
+    let recs = provenance(&out);
+    for name in ["a.json", "page.html", "scan.pdf"] {
+        let r = recs
+            .iter()
+            .find(|r| r["path"] == name)
+            .unwrap_or_else(|| panic!("no record for {name}: {recs:?}"));
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["error"].as_str().unwrap().contains("it carries"), "{r}");
+        assert!(!out.join(name).exists(), "{name} was copied");
+    }
+    assert!(
+        out.join("b.json").is_file(),
+        "a plain annotation is still copied"
+    );
+}
+
+/// Standard base64 with padding (the tests carry no base64 dependency).
+fn base64_encode(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
