@@ -15,6 +15,7 @@ mod prove;
 mod provenance;
 mod release;
 mod verify;
+mod withdrawn;
 
 pub use members::{member_bytes, rewrite_container, Containers, MemberDigest, Rewritten};
 pub use pack::{
@@ -32,6 +33,7 @@ pub use release::{
     ProvenanceRef, ReleaseError, ReleaseInfo, Tombstone, VerifyReport, LEAF_ENCODING,
     MANIFEST_FILE, RELEASE_FILE, RELEASE_SCHEMA, SPLITS, WITHDRAWN_FILE,
 };
+pub use withdrawn::{refuse_withdrawn, withdrawn_items};
 
 #[cfg(test)]
 mod hash_vectors {

@@ -253,6 +253,13 @@ pub enum ReleaseError {
     WithdrawnListed { path: String },
     #[error("{path}: present, but release.json lists no withdrawn items")]
     UnlistedWithdrawn { path: PathBuf },
+    #[error("{path} was withdrawn from {dataset}@{removed_from} (request {request}) and may not be published again; remove it from the input and the output tree, then build again")]
+    Withdrawn {
+        path: String,
+        dataset: String,
+        removed_from: String,
+        request: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> ReleaseError + '_ {
@@ -291,7 +298,7 @@ pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn check_name(what: &'static str, value: &str) -> Result<(), ReleaseError> {
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), ReleaseError> {
     let bad = value.is_empty()
         || value == "."
         || value.contains('/')
@@ -386,7 +393,8 @@ fn check_output_file(
 /// Only records with status `redacted` or `no_detections` enter the release. Every output file
 /// must be a regular file with the recorded size and blake3. The release directory is written
 /// under a temporary name and renamed into place; an existing release is never overwritten.
-/// When `parent` is given, that release must exist.
+/// When `parent` is given, that release must exist. An item that any release of `dataset` withdrew
+/// (by output or source blake3) is refused ([`crate::refuse_withdrawn`]).
 pub fn build_release(
     output_tree: &Path,
     dataset: &str,
@@ -430,6 +438,17 @@ pub fn build_release(
         });
     }
     records.sort_by(|a, b| a.path.cmp(&b.path));
+    crate::withdrawn::refuse_withdrawn(
+        dataset,
+        records.iter().map(|r| {
+            (
+                r.path.as_str(),
+                r.output_blake3.as_deref(),
+                r.source_blake3.as_deref(),
+            )
+        }),
+        &crate::withdrawn::withdrawn_items(root, dataset)?,
+    )?;
 
     let mut items = Vec::with_capacity(records.len());
     let mut policy: Option<Option<String>> = None;

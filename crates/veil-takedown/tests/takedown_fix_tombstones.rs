@@ -21,7 +21,18 @@ fn release(
     parent: Option<&str>,
     files: &[(&str, &[u8], &[u8])],
 ) {
+    try_release(t, root, version, parent, files).unwrap();
+}
+
+fn try_release(
+    t: &Path,
+    root: &Path,
+    version: &str,
+    parent: Option<&str>,
+    files: &[(&str, &[u8], &[u8])],
+) -> Result<veil_ledger::ReleaseInfo, veil_ledger::ReleaseError> {
     let out = t.join(format!("out{version}"));
+    let _ = fs::remove_dir_all(&out);
     let mut lines = String::new();
     for (path, content, source) in files {
         let f = out.join(path);
@@ -50,7 +61,6 @@ fn release(
         format!("2026-01-0{version}T00:00:00Z"),
         None,
     )
-    .unwrap();
 }
 
 fn request(l: &mut Ledger, releases: Option<Vec<String>>) -> String {
@@ -236,27 +246,48 @@ fn a_withdrawn_photo_that_comes_back_in_a_later_release_is_refused_on_import() {
     let id = request(&mut l, None);
     l.decide(&id, &["train/a.jpg".into()], true).unwrap();
     l.apply(&id, &root, None, None).unwrap();
-    // The same bytes under another path, then the same source redacted again.
-    release(
-        t.path(),
-        &root,
-        "3",
-        Some("2"),
-        &[
-            ("val/copy.jpg", b"PERSON1", b"other"),
-            ("train/b.jpg", b"B", b"srcb"),
-        ],
-    );
-    release(
-        t.path(),
-        &root,
-        "4",
-        Some("2"),
-        &[
-            ("val/again.jpg", b"PERSON1-new", b"src1"),
-            ("train/b.jpg", b"B", b"srcb"),
-        ],
-    );
+    // The same bytes under another path, then the same source redacted again. `build_release`
+    // refuses both (it reads every release's tombstones); releases built without that check (by
+    // an older veil, elsewhere, or by hand) are what import must still refuse.
+    let elsewhere = t.path().join("elsewhere");
+    fs::create_dir_all(elsewhere.join("faces")).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("faces/1"))
+        .arg(elsewhere.join("faces/1"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    for (v, files) in [
+        (
+            "3",
+            [
+                ("val/copy.jpg", &b"PERSON1"[..], &b"other"[..]),
+                ("train/b.jpg", b"B", b"srcb"),
+            ],
+        ),
+        (
+            "4",
+            [
+                ("val/again.jpg", b"PERSON1-new", b"src1"),
+                ("train/b.jpg", b"B", b"srcb"),
+            ],
+        ),
+    ] {
+        let e = try_release(t.path(), &root, v, Some("2"), &files).unwrap_err();
+        assert!(
+            matches!(e, veil_ledger::ReleaseError::Withdrawn { .. }),
+            "{e}"
+        );
+        try_release(t.path(), &elsewhere, v, Some("1"), &files).unwrap();
+        let moved = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(elsewhere.join("faces").join(v))
+            .arg(root.join("faces").join(v))
+            .status()
+            .unwrap();
+        assert!(moved.success());
+    }
     for (v, path, which) in [
         ("3", "val/copy.jpg", "output"),
         ("4", "val/again.jpg", "source"),

@@ -245,6 +245,18 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
         } => {
             let (name, version) = split_release(&release)?;
             let (info, items) = veil_ledger::load_release(&root, name, version)?;
+            // A later release may have withdrawn some of these items: never publish them again.
+            veil_ledger::refuse_withdrawn(
+                name,
+                items.iter().map(|i| {
+                    (
+                        i.path.as_str(),
+                        Some(i.blake3.as_str()),
+                        i.source_blake3.as_deref(),
+                    )
+                }),
+                &veil_ledger::withdrawn_items(&root, name)?,
+            )?;
             let mut extras = veil_ledger::Extras::new();
             if manifest {
                 let dir = root.join(name).join(version);

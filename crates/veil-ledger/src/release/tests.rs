@@ -1047,3 +1047,66 @@ fn cut_withdraws_the_whole_sample_of_a_withdrawn_shard_member() {
     assert_eq!(kept, [shard, "shards/0.tar#000124.jpg"]);
     assert_eq!(items[0].blake3, b3(b"rewritten"));
 }
+
+/// A takedown cut `val/b.jpg` out of faces@1 into faces@2, but the output tree still holds it (a
+/// later `veil redact` makes it again). No later build may publish it, by its output's bytes or,
+/// redacted into other bytes, by its source's; nor may a pack of faces@1, which still lists it.
+#[test]
+fn an_item_withdrawn_by_any_release_is_refused_by_later_builds_and_packs() {
+    let out = output_tree();
+    let root = tempfile::tempdir().unwrap();
+    build(out.path(), root.path(), "1").unwrap();
+    cut(root.path(), "1", "2", &["val/b.jpg"]).unwrap();
+    let withdrawn = |e: &ReleaseError| {
+        matches!(e, ReleaseError::Withdrawn { path, dataset, removed_from, request }
+            if path == "val/b.jpg" && dataset == "faces" && removed_from == "1" && request == "req-7")
+    };
+    let e = build(out.path(), root.path(), "3").unwrap_err();
+    assert!(withdrawn(&e), "{e}");
+    assert!(!root.path().join("faces/3").exists());
+
+    let provenance = |with_b: Option<&[u8]>| {
+        let mut lines = String::new();
+        let mut files: Vec<(&str, &[u8])> = vec![("train/a.jpg", b"aaaa"), ("c.png", b"c")];
+        if let Some(b) = with_b {
+            files.push(("val/b.jpg", b));
+            fs::write(out.path().join("val/b.jpg"), b).unwrap();
+        } else {
+            fs::remove_file(out.path().join("val/b.jpg")).unwrap();
+        }
+        for (p, c) in files {
+            lines += &serde_json::to_string(&rec(p, ImageStatus::Redacted, Some(c))).unwrap();
+            lines.push('\n');
+        }
+        fs::write(out.path().join(PROVENANCE_FILE), lines).unwrap();
+    };
+    provenance(Some(b"redacted again, other bytes"));
+    let e = build(out.path(), root.path(), "3").unwrap_err();
+    assert!(withdrawn(&e), "by source: {e}");
+
+    let (_, items) = load_release(root.path(), "faces", "1").unwrap();
+    let tombstones = crate::withdrawn_items(root.path(), "faces").unwrap();
+    assert_eq!(tombstones.len(), 1);
+    let e = crate::refuse_withdrawn(
+        "faces",
+        items.iter().map(|i| {
+            (
+                i.path.as_str(),
+                Some(i.blake3.as_str()),
+                i.source_blake3.as_deref(),
+            )
+        }),
+        &tombstones,
+    )
+    .unwrap_err();
+    assert!(withdrawn(&e), "pack of faces@1: {e}");
+    assert!(e.to_string().contains("remove it from the input"), "{e}");
+
+    provenance(None);
+    let info = build(out.path(), root.path(), "3").unwrap();
+    assert_eq!(info.items, 2);
+    assert_eq!(
+        crate::withdrawn_items(tempfile::tempdir().unwrap().path(), "faces").unwrap(),
+        []
+    );
+}
