@@ -1,8 +1,11 @@
 //! Shared vocabulary of veil: boxes, detections, obfuscation parameters, per-image outcomes and
-//! progress events. Every other crate speaks these types; this crate does no I/O and pulls in no
-//! image or inference code, so it stays cheap to depend on and easy to test.
+//! progress events, and the one byte-level question every layer asks of what it would pass
+//! through unchanged: does it carry a picture inside ([`embedded`])? Every other crate speaks
+//! these types; this crate does no I/O and pulls in no image or inference code, so it stays cheap
+//! to depend on and easy to test.
 
 mod date;
+pub mod embedded;
 mod geometry;
 mod outcome;
 mod params;

@@ -12,7 +12,7 @@ pub mod archives;
 pub mod container;
 pub mod dataset_containers;
 pub mod decode;
-mod embedded;
+use veil_core::embedded;
 pub mod encode;
 pub mod fusion;
 pub mod icc;
