@@ -30,7 +30,7 @@ pub use release::{
     build_release, check_absence, check_proof, cut_release_without, diff, leaf_hashes,
     load_release, load_tombstones, manifest_line, prove, prove_absence, safe_rel_path,
     verify_archive, verify_tree, AbsenceProof, Diff, InclusionProof, ManifestItem, ManifestModel,
-    ProvenanceRef, ReleaseError, ReleaseInfo, Tombstone, VerifyReport, LEAF_ENCODING,
+    ProvenanceRef, ReleaseError, ReleaseInfo, ReservedFile, Tombstone, VerifyReport, LEAF_ENCODING,
     MANIFEST_FILE, RELEASE_FILE, RELEASE_SCHEMA, SPLITS, WITHDRAWN_FILE,
 };
 pub use withdrawn::{refuse_withdrawn, withdrawn_items};

@@ -346,14 +346,18 @@ pub fn dataset_card(info: &ReleaseInfo, items: &[ManifestItem], policy: &str) ->
 /// manifest `items` of release `dataset`@`version`, reading archives as streams. Only the files
 /// veil packs beside the items are not counted as extra: the card `README.md` at the top and
 /// `veil-release/DATASET/VERSION/{manifest.jsonl,release.json,withdrawn.jsonl}` of this release;
-/// anything else there (`veil-release/secret/face.jpg`) is extra. With `containers`, the member items of a directory's dataset
-/// containers are read back one by one; in an archived pack they are covered by their
-/// container's hash (`members_unchecked`).
+/// anything else there (`veil-release/secret/face.jpg`) is extra. Those files are not extra by
+/// their names alone: the release's files must be byte for byte those in `release_dir` (the
+/// release's directory under its root), and the card and any record file must be text without a
+/// picture inside; otherwise they are reported as changed. With `containers`, the member items
+/// of a directory's dataset containers are read back one by one; in an archived pack they are
+/// covered by their container's hash (`members_unchecked`).
 pub fn verify_pack(
     pack: &Path,
     dataset: &str,
     version: &str,
     items: &[ManifestItem],
+    release_dir: &Path,
     containers: Option<&dyn crate::Containers>,
 ) -> Result<VerifyReport, ReleaseError> {
     let io = io_at(pack);
@@ -375,12 +379,42 @@ pub fn verify_pack(
             crate::verify::verify_archive(pack, items)?
         }
     };
-    let own: Vec<String> = [MANIFEST_FILE, RELEASE_FILE, WITHDRAWN_FILE]
+    // (path in the pack, the release's own copy when it is one of the release's files)
+    let own: Vec<(String, Option<PathBuf>)> = [MANIFEST_FILE, RELEASE_FILE, WITHDRAWN_FILE]
         .iter()
-        .map(|f| format!("{PACK_RELEASE_DIR}/{dataset}/{version}/{f}"))
-        .chain([PACK_CARD.to_string()])
+        .map(|f| {
+            (
+                format!("{PACK_RELEASE_DIR}/{dataset}/{version}/{f}"),
+                Some(release_dir.join(f)),
+            )
+        })
+        .chain([(PACK_CARD.to_string(), None)])
         .collect();
-    report.extra.retain(|p| !own.contains(p));
+    report.extra.retain(|p| !own.iter().any(|(o, _)| o == p));
+    for (path, original) in &own {
+        let Some(found) = report.reserved.get(path) else {
+            continue;
+        };
+        let changed = if let Some(problem) = &found.problem {
+            Some(("a file veil packs".to_string(), problem.clone()))
+        } else if let Some(original) = original {
+            match crate::release::hash_file(original) {
+                Ok(want) if want == found.blake3 => None,
+                Ok(want) => Some((want, found.blake3.clone())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Some((
+                    format!("absent (the release has no {})", original.display()),
+                    found.blake3.clone(),
+                )),
+                Err(e) => return Err(io_at(original)(e)),
+            }
+        } else {
+            None
+        };
+        if let Some((want, got)) = changed {
+            report.changed.push((path.clone(), want, got));
+        }
+    }
+    report.changed.sort();
     Ok(report)
 }
 
@@ -393,13 +427,19 @@ fn verify_zip(pack: &Path, items: &[ManifestItem]) -> Result<VerifyReport, Relea
     let file = io::BufReader::new(fs::File::open(pack).map_err(&io)?);
     let mut zip = zip::ZipArchive::new(file).map_err(zerr)?;
     let mut found = std::collections::BTreeMap::new();
+    let mut reserved = std::collections::BTreeMap::new();
     for i in 0..zip.len() {
         let mut member = zip.by_index(i).map_err(zerr)?;
         if member.is_dir() {
             continue;
         }
         let name = member.name().trim_start_matches("./").to_string();
-        let hash = if member.is_file() {
+        let hash = if member.is_file() && crate::verify::is_reserved(&name) {
+            let f = crate::verify::read_reserved(&mut member).map_err(&io)?;
+            let h = f.blake3.clone();
+            reserved.insert(name.clone(), f);
+            Some(h)
+        } else if member.is_file() {
             let mut h = blake3::Hasher::new();
             io::copy(&mut member, &mut h).map_err(&io)?;
             Some(h.finalize().to_hex().to_string())
@@ -408,7 +448,7 @@ fn verify_zip(pack: &Path, items: &[ManifestItem]) -> Result<VerifyReport, Relea
         };
         found.insert(name, hash);
     }
-    Ok(crate::verify::compare_found(items, found))
+    Ok(crate::verify::compare_found(items, found, reserved))
 }
 
 #[cfg(test)]
@@ -443,7 +483,13 @@ mod tests {
         ] {
             put(p);
         }
-        let r = verify_pack(t.path(), "faces", "1", &[item], None).unwrap();
+        // The release the pack was made from: the same three files.
+        let rel = tempfile::tempdir().unwrap();
+        for f in [MANIFEST_FILE, RELEASE_FILE, WITHDRAWN_FILE] {
+            let packed = t.path().join("veil-release/faces/1").join(f);
+            fs::copy(packed, rel.path().join(f)).unwrap();
+        }
+        let r = verify_pack(t.path(), "faces", "1", &[item.clone()], rel.path(), None).unwrap();
         assert!(r.missing.is_empty() && r.changed.is_empty(), "{r:?}");
         assert_eq!(
             r.extra,
@@ -454,5 +500,29 @@ mod tests {
                 "veil-release/secret/face.jpg",
             ]
         );
+
+        // Their names alone do not make them veil's: a photo saved as the card, a release.json
+        // that is not the release's, and a card carrying a picture as a data URI are changed.
+        let jpeg = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xFF\xDB";
+        fs::write(t.path().join("README.md"), jpeg).unwrap();
+        fs::write(t.path().join("veil-release/faces/1/release.json"), "{}").unwrap();
+        let r = verify_pack(t.path(), "faces", "1", &[item.clone()], rel.path(), None).unwrap();
+        let changed: Vec<&str> = r.changed.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            changed,
+            ["README.md", "veil-release/faces/1/release.json"],
+            "{r:?}"
+        );
+        assert!(r.changed[0].2.contains("not the text"), "{r:?}");
+        assert!(!r.is_clean());
+        let b64 = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/";
+        fs::write(
+            t.path().join("README.md"),
+            format!("# faces\n![crew](data:image/jpeg;base64,{b64})\n"),
+        )
+        .unwrap();
+        let r = verify_pack(t.path(), "faces", "1", &[item], rel.path(), None).unwrap();
+        assert_eq!(r.changed[0].0, "README.md", "{r:?}");
+        assert!(r.changed[0].2.contains("carries"), "{r:?}");
     }
 }

@@ -155,6 +155,18 @@ pub struct VerifyReport {
     /// Member items not read back (no container access was given, as for a pack): covered only
     /// by their container's hash.
     pub members_unchecked: usize,
+    /// veil's own files found beside the items (its record files at the top; in a pack also the
+    /// card and the release's files), by path: kept out of `extra` by their names alone, so what
+    /// they hold is checked instead (see [`ReservedFile`]).
+    pub reserved: std::collections::BTreeMap<String, ReservedFile>,
+}
+
+/// One of veil's own files in a verified tree or pack: its blake3, and why it is not what veil
+/// writes there (not UTF-8 text, a NUL byte, a picture inside), if so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReservedFile {
+    pub blake3: String,
+    pub problem: Option<String>,
 }
 
 impl VerifyReport {

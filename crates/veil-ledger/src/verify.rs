@@ -6,7 +6,91 @@ use std::fs;
 use std::path::Path;
 
 use crate::members::Containers;
-use crate::release::{hash_file, safe_rel_path, ManifestItem, ReleaseError, VerifyReport};
+use crate::release::{
+    hash_file, safe_rel_path, ManifestItem, ReleaseError, ReservedFile, VerifyReport,
+};
+
+/// Whether `name` (or `name` below one top-level directory) is a file veil writes beside the
+/// items: a record file, or a pack's card or release files. Such names are not extras, so their
+/// content is read with [`read_reserved`] instead.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    let exact = |n: &str| {
+        crate::is_record_file(n)
+            || n == crate::PACK_CARD
+            || n.strip_prefix(crate::PACK_RELEASE_DIR)
+                .is_some_and(|r| r.starts_with('/'))
+    };
+    exact(name) || name.split_once('/').is_some_and(|(_, rest)| exact(rest))
+}
+
+/// Reads one of veil's own files as a stream: its blake3, and why it is not what veil writes
+/// there. veil writes only UTF-8 text (JSON lines, JSON, Markdown) there, never a picture, so an
+/// original photo saved under such a name, or text carrying one, is a problem.
+pub(crate) fn read_reserved(mut r: impl std::io::Read) -> std::io::Result<ReservedFile> {
+    let mut h = blake3::Hasher::new();
+    let mut scanner = veil_core::embedded::Scanner::new();
+    // Bytes of a character split across chunks.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut problem: Option<String> = None;
+    let mut chunk = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let c = &chunk[..n];
+        h.update(c);
+        if problem.is_some() {
+            continue;
+        }
+        if c.contains(&0) {
+            problem = Some("binary content, not the text veil writes there".into());
+            continue;
+        }
+        carry.extend_from_slice(c);
+        match std::str::from_utf8(&carry) {
+            Ok(_) => carry.clear(),
+            Err(e) if e.error_len().is_none() => {
+                carry.drain(..e.valid_up_to());
+            }
+            Err(_) => {
+                problem = Some("not UTF-8 text, as veil writes there".into());
+                continue;
+            }
+        }
+        if let Some(what) = scanner.push(c) {
+            problem = Some(format!("it carries {what}"));
+        }
+    }
+    if problem.is_none() {
+        if !carry.is_empty() {
+            problem = Some("not UTF-8 text, as veil writes there".into());
+        } else if let Some(what) = scanner.finish() {
+            problem = Some(format!("it carries {what}"));
+        }
+    }
+    Ok(ReservedFile {
+        blake3: h.finalize().to_hex().to_string(),
+        problem,
+    })
+}
+
+/// [`read_reserved`] of a file in a tree (never through a link).
+fn reserved_on_disk(dir: &Path, rel: &str, is_link: bool) -> ReservedFile {
+    if is_link {
+        return ReservedFile {
+            blake3: "symlink".into(),
+            problem: Some("a link, not a file veil writes".into()),
+        };
+    }
+    match fs::File::open(dir.join(rel)).and_then(|f| read_reserved(std::io::BufReader::new(f))) {
+        Ok(f) => f,
+        Err(e) => ReservedFile {
+            blake3: format!("unreadable: {e}"),
+            problem: Some(format!("unreadable ({e})")),
+        },
+    }
+}
 
 /// Walks `dir` without following links: regular files and links (anything not a directory),
 /// by `/`-joined relative path; `true` for links.
@@ -50,7 +134,13 @@ pub fn verify_tree(
     items: &[ManifestItem],
     containers: Option<&dyn Containers>,
 ) -> VerifyReport {
-    let mut report = compare(items, walk(dir), |path, is_link| {
+    let found = walk(dir);
+    let reserved = found
+        .iter()
+        .filter(|(name, _)| is_reserved(name))
+        .map(|(name, &is_link)| (name.clone(), reserved_on_disk(dir, name, is_link)))
+        .collect();
+    let mut report = compare(items, found, reserved, |path, is_link| {
         if is_link {
             Err("symlink".into())
         } else {
@@ -70,6 +160,7 @@ pub fn verify_tree(
 fn compare<T>(
     items: &[ManifestItem],
     mut found: BTreeMap<String, T>,
+    reserved: BTreeMap<String, ReservedFile>,
     mut hash_of: impl FnMut(&str, T) -> Result<String, String>,
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
@@ -96,6 +187,17 @@ fn compare<T>(
         .into_keys()
         .filter(|p| !crate::is_record_file(p))
         .collect();
+    // Record files are not extra by their names: what they hold must be records.
+    for (path, f) in &reserved {
+        if let (true, Some(problem)) = (crate::is_record_file(path), &f.problem) {
+            report.changed.push((
+                path.clone(),
+                "a record file of veil".into(),
+                problem.clone(),
+            ));
+        }
+    }
+    report.reserved = reserved;
     report.missing.sort();
     report.changed.sort();
     report.invalid.sort();
@@ -130,6 +232,7 @@ pub fn verify_tar_stream(
     let mut ar = tar::Archive::new(stream);
     // name -> Some(hash) for regular files, None for links and other entries.
     let mut found: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut reserved: BTreeMap<String, ReservedFile> = BTreeMap::new();
     for entry in ar.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
         let kind = entry.header().entry_type();
@@ -142,7 +245,12 @@ pub fn verify_tar_stream(
             .to_string_lossy()
             .replace('\\', "/");
         let name = name.trim_start_matches("./").to_string();
-        let hash = if kind.is_file() {
+        let hash = if kind.is_file() && is_reserved(&name) {
+            let f = read_reserved(&mut entry).map_err(io)?;
+            let h = f.blake3.clone();
+            reserved.insert(name.clone(), f);
+            Some(h)
+        } else if kind.is_file() {
             let mut h = blake3::Hasher::new();
             std::io::copy(&mut entry, &mut h).map_err(io)?;
             Some(h.finalize().to_hex().to_string())
@@ -151,7 +259,7 @@ pub fn verify_tar_stream(
         };
         found.insert(name, hash);
     }
-    Ok(compare_found(items, found))
+    Ok(compare_found(items, found, reserved))
 }
 
 /// Compares the members of an archive (name -> blake3, `None` for anything but a regular file)
@@ -160,6 +268,7 @@ pub fn verify_tar_stream(
 pub(crate) fn compare_found(
     items: &[ManifestItem],
     mut found: BTreeMap<String, Option<String>>,
+    mut reserved: BTreeMap<String, ReservedFile>,
 ) -> VerifyReport {
     let top: BTreeSet<&str> = found
         .keys()
@@ -172,8 +281,12 @@ pub(crate) fn compare_found(
             .into_iter()
             .map(|(k, v)| (k.strip_prefix(&t).unwrap_or(&k).to_string(), v))
             .collect();
+        reserved = reserved
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(&t).unwrap_or(&k).to_string(), v))
+            .collect();
     }
-    compare(items, found, |_, entry| {
+    compare(items, found, reserved, |_, entry| {
         entry.ok_or_else(|| "not a regular file".to_string())
     })
 }

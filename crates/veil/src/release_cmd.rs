@@ -323,7 +323,9 @@ pub fn run(cmd: ReleaseCommand) -> Result<i32> {
             let (name, version) = split_release(&release)?;
             let (info, items) = veil_ledger::load_release(&root, name, version)?;
             let access = veil_pipeline::dataset_containers::DatasetContainers::default();
-            let r = veil_ledger::verify_pack(&dir, name, version, &items, Some(&access))?;
+            let release_dir = root.join(name).join(version);
+            let r =
+                veil_ledger::verify_pack(&dir, name, version, &items, &release_dir, Some(&access))?;
             for p in &r.missing {
                 println!("MISSING  {}", p.escape_debug());
             }

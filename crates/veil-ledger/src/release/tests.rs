@@ -1110,3 +1110,38 @@ fn an_item_withdrawn_by_any_release_is_refused_by_later_builds_and_packs() {
         []
     );
 }
+
+/// Record files are never extras, by name: an original photo saved as `provenance.jsonl` or as a
+/// shard's `veil-run.shard-3-of-4.json`, in a tree or in a tar of it, is reported as changed.
+#[test]
+fn a_photo_under_a_record_file_name_is_changed_not_ignored() {
+    let out = output_tree();
+    let root = tempfile::tempdir().unwrap();
+    build(out.path(), root.path(), "1").unwrap();
+    let (_, items) = load_release(root.path(), "faces", "1").unwrap();
+    assert!(verify_tree(out.path(), &items, None).is_clean());
+    let jpeg = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xFF\xDB";
+    fs::write(out.path().join(PROVENANCE_FILE), jpeg).unwrap();
+    fs::write(out.path().join("veil-run.shard-3-of-4.json"), jpeg).unwrap();
+    let r = verify_tree(out.path(), &items, None);
+    let changed: Vec<&str> = r.changed.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        changed,
+        [PROVENANCE_FILE, "veil-run.shard-3-of-4.json"],
+        "{r:?}"
+    );
+    assert!(!r.is_clean() && r.extra.is_empty(), "{r:?}");
+
+    let tar_path = root.path().join("out.tar");
+    let mut tar = tar::Builder::new(fs::File::create(&tar_path).unwrap());
+    tar.append_dir_all("out", out.path()).unwrap();
+    tar.finish().unwrap();
+    drop(tar);
+    let r = verify_archive(&tar_path, &items).unwrap();
+    let changed: Vec<&str> = r.changed.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        changed,
+        [PROVENANCE_FILE, "veil-run.shard-3-of-4.json"],
+        "{r:?}"
+    );
+}
