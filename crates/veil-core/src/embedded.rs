@@ -298,8 +298,11 @@ fn base64_image_at(b: &[u8], p: usize, needle: &[u8]) -> bool {
     &bytes[8..12] == b"WEBP"
 }
 
-/// A `.npy` array of 8-bit values of rank 2 to 4 with two neighbouring dimensions of at least
-/// [`NPY_MIN_SIDE`]: raw pixels (HxW, HxWxC, CxHxW, NxHxWxC).
+/// A `.npy` array that holds raw pixels: 8- or 16-bit integers of rank 2 to 4 with two
+/// neighbouring dimensions of at least [`NPY_MIN_SIDE`] (HxW, HxWxC, CxHxW, NxHxWxC), or any
+/// other number type (a normalised float image) of rank 3 or 4 whose last three dimensions are
+/// HxWxC or CxHxW with C of 1, 3 or 4. Rank-2 float arrays (embeddings, `77x768`) are not
+/// pictures.
 fn npy_picture(b: &[u8]) -> Option<String> {
     if !b.starts_with(b"\x93NUMPY") {
         return None;
@@ -314,7 +317,9 @@ fn npy_picture(b: &[u8]) -> Option<String> {
     );
     let descr = quoted_after(&header, "'descr'")?;
     let descr = descr.trim_start_matches(['|', '<', '>', '=']);
-    if descr != "u1" && descr != "B" {
+    let integer = matches!(descr, "u1" | "B" | "i1" | "b" | "u2" | "i2" | "H" | "h");
+    let number = integer || matches!(descr, "f2" | "f4" | "f8" | "e" | "f" | "d");
+    if !number {
         return None;
     }
     let shape = header
@@ -329,16 +334,28 @@ fn npy_picture(b: &[u8]) -> Option<String> {
             .map(|d| d.trim_end_matches('L').parse::<u64>().ok())
             .collect::<Option<Vec<u64>>>()
     }) else {
-        return Some("a NumPy array of 8-bit values whose shape veil cannot read".into());
+        return Some(format!(
+            "a NumPy array of {descr} values whose shape veil cannot read"
+        ));
     };
-    let picture = (2..=4).contains(&dims.len())
-        && dims
-            .windows(2)
-            .any(|w| w[0] >= NPY_MIN_SIDE && w[1] >= NPY_MIN_SIDE);
+    let side = |d: u64| d >= NPY_MIN_SIDE;
+    let channels = |d: u64| matches!(d, 1 | 3 | 4);
+    let picture = if integer {
+        (2..=4).contains(&dims.len()) && dims.windows(2).any(|w| side(w[0]) && side(w[1]))
+    } else {
+        (3..=4).contains(&dims.len()) && {
+            let [a, b, c] = [
+                dims[dims.len() - 3],
+                dims[dims.len() - 2],
+                dims[dims.len() - 1],
+            ];
+            (side(a) && side(b) && channels(c)) || (channels(a) && side(b) && side(c))
+        }
+    };
     picture.then(|| {
         let shape: Vec<String> = dims.iter().map(u64::to_string).collect();
         format!(
-            "a NumPy array of 8-bit pixels ({}), a raw picture",
+            "a NumPy array of pixels ({} of {descr}), a raw picture",
             shape.join("x")
         )
     })
@@ -501,11 +518,18 @@ mod tests {
         assert!(find(&npy("|u1", "(3, 64, 64)")).is_some());
         assert!(find(&npy("|u1", "(8, 32, 32, 3)")).is_some());
         assert!(find(&npy("|u1", "(64, 64)")).is_some());
-        assert_eq!(
-            find(&npy("<f4", "(720, 1280, 3)")),
-            None,
-            "floats (embeddings)"
-        );
+        // Normalised float images and 16-bit ones are pictures too.
+        assert!(find(&npy("<f4", "(720, 1280, 3)"))
+            .unwrap()
+            .contains("720x1280x3 of f4"));
+        assert!(find(&npy("<f4", "(3, 180, 320)")).is_some());
+        assert!(find(&npy("<f2", "(2, 3, 224, 224)")).is_some());
+        assert!(find(&npy("<u2", "(180, 320)")).is_some());
+        // Float embeddings and feature maps are not.
+        assert_eq!(find(&npy("<f4", "(77, 768)")), None, "text embeddings");
+        assert_eq!(find(&npy("<f4", "(512,)")), None, "an image embedding");
+        assert_eq!(find(&npy("<f4", "(16, 16, 256)")), None, "feature map");
+        assert_eq!(find(&npy("<i8", "(77,)")), None, "token ids");
         assert_eq!(find(&npy("|u1", "(512,)")), None, "a vector");
         assert_eq!(find(&npy("|u1", "(1000, 4)")), None, "boxes");
         assert_eq!(
