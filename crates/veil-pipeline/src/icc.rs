@@ -14,7 +14,8 @@
 //! Kept ([`KEPT_TAGS`]), and only for matrix/TRC profiles (`RGB ` with an XYZ connection space,
 //! `GRAY` with XYZ or Lab; display, input or colour-space class; version 2 or 4):
 //! * `rXYZ` `gXYZ` `bXYZ` `wtpt` `bkpt`: `XYZ ` with one value (20 bytes);
-//! * `rTRC` `gTRC` `bTRC` `kTRC`: `curv` (12 + 2n bytes, n <= [`MAX_CURVE_POINTS`], a gamma
+//! * `rTRC` `gTRC` `bTRC` `kTRC`: `curv` (12 + 2n bytes, n <= [`MAX_CURVE_POINTS`], written
+//!   as at most [`CURVE_POINTS_WRITTEN`] points read off it, a gamma
 //!   above zero when n = 1, non-decreasing when n > 1) or `para` (12 + 4 x the parameter count of
 //!   function type 0 to 4);
 //! * `chad`: `sf32` with 9 values (44 bytes);
@@ -41,6 +42,26 @@ const MAX_TAGS: usize = 100;
 
 /// Most points in a kept `curv` tone curve (tabulated curves usually have 256 to 4096).
 pub const MAX_CURVE_POINTS: usize = 4096;
+
+/// Most points of a `curv` tone curve written: a longer curve is resampled to this many points
+/// (linear interpolation, rounded), which keeps tone curves within 1e-4 of smooth curves such as
+/// sRGB's and leaves no room in them for hidden data worth the name (under 100 bytes a curve).
+pub const CURVE_POINTS_WRITTEN: usize = 64;
+
+/// `points` (at least 2, non-decreasing) read at `n` evenly spaced positions, linearly
+/// interpolated: the result is non-decreasing and keeps both ends.
+fn resampled(points: &[u16], n: usize) -> Vec<u16> {
+    let last = (points.len() - 1) as f64;
+    (0..n)
+        .map(|i| {
+            let x = i as f64 * last / (n - 1) as f64;
+            let k = (x.floor() as usize).min(points.len() - 2);
+            let f = x - k as f64;
+            let y = f64::from(points[k]) * (1.0 - f) + f64::from(points[k + 1]) * f;
+            y.round().clamp(0.0, 65535.0) as u16
+        })
+        .collect()
+}
 
 /// Tags kept, in the order they are written (see the module documentation for their types).
 pub const KEPT_TAGS: [&[u8; 4]; 11] = [
@@ -141,6 +162,15 @@ fn tone_curve(t: &[u8]) -> Option<Vec<u8>> {
                 1 => points[0] > 0,
                 _ => points.windows(2).all(|w| w[0] <= w[1]),
             };
+            // Every point of a long curve is a free choice (the steps between 4096 points hold
+            // about 4 bits each: a face JPEG fits in three curves), so a long curve is written
+            // as CURVE_POINTS_WRITTEN points read off it, which is what bounds that channel.
+            let points = if n > CURVE_POINTS_WRITTEN {
+                resampled(&points, CURVE_POINTS_WRITTEN)
+            } else {
+                points
+            };
+            let n = points.len();
             valid.then(|| {
                 let values = (n as u32).to_be_bytes().into_iter();
                 written(
@@ -524,6 +554,66 @@ mod tests {
         assert_rebuilt(&out);
     }
 
+    /// The largest difference, in 1/65535, between two `curv` tags read as functions of
+    /// 0..=1 at 1024 inputs (linear interpolation between points, as a CMM reads them).
+    fn curve_distance(a: &[u8], b: &[u8]) -> u32 {
+        let points = |t: &[u8]| -> Vec<f64> {
+            let n = be32(t, 8).unwrap() as usize;
+            (0..n)
+                .map(|i| f64::from(be16(t, 12 + 2 * i).unwrap()))
+                .collect()
+        };
+        let at = |p: &[f64], x: f64| {
+            let pos = x * (p.len() - 1) as f64;
+            let k = (pos.floor() as usize).min(p.len() - 2);
+            p[k] + (p[k + 1] - p[k]) * (pos - k as f64)
+        };
+        let (pa, pb) = (points(a), points(b));
+        (0..=1023)
+            .map(|i| {
+                (at(&pa, i as f64 / 1023.0) - at(&pb, i as f64 / 1023.0))
+                    .abs()
+                    .round() as u32
+            })
+            .max()
+            .unwrap()
+    }
+
+    /// Steps of 0 to 15 between 4096 points hide 4 bits each, about 2 KB a curve (a face JPEG
+    /// in three); read off at 64 points the steps are gone.
+    #[test]
+    fn data_hidden_in_a_long_curves_steps_does_not_survive() {
+        let bytes = payload();
+        let mut points = Vec::with_capacity(MAX_CURVE_POINTS);
+        let mut v = 0u16;
+        for i in 0..MAX_CURVE_POINTS {
+            let b = bytes[(i / 2) % bytes.len()];
+            v += u16::from(if i % 2 == 0 { b >> 4 } else { b & 15 });
+            points.push(v);
+        }
+        let src = rgb_with(curv(&points), &[]);
+        let out = sanitize(&src).unwrap();
+        for sig in [b"rTRC", b"gTRC", b"bTRC"] {
+            let t = tag(&out, sig).unwrap();
+            assert_eq!(be32(t, 8), Some(CURVE_POINTS_WRITTEN as u32));
+            let steps: Vec<u8> = (1..CURVE_POINTS_WRITTEN)
+                .map(|i| (be16(t, 12 + 2 * i).unwrap() - be16(t, 10 + 2 * i).unwrap()) as u8)
+                .collect();
+            let hidden: Vec<u8> = bytes
+                .iter()
+                .flat_map(|b| [b >> 4, b & 15])
+                .take(64)
+                .collect();
+            assert_ne!(
+                &steps[..16],
+                &hidden[1..17],
+                "{}",
+                String::from_utf8_lossy(sig)
+            );
+        }
+        assert!(!out.windows(8).any(|w| bytes.windows(8).any(|p| p == w)));
+    }
+
     #[test]
     fn a_large_non_monotonic_curve_is_dropped() {
         // The payload as curve points: a table that goes up and down carries it verbatim.
@@ -533,10 +623,21 @@ mod tests {
             .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
             .collect();
         assert_eq!(sanitize(&rgb_with(curv(&points), &[])), None);
-        // A non-decreasing table is a tone curve and is kept as it is...
+        // A non-decreasing table is a tone curve and is kept: as it is when it is short...
+        let short: Vec<u16> = (0..CURVE_POINTS_WRITTEN as u32)
+            .map(|i| (i * i * 16) as u16)
+            .collect();
+        let out = sanitize(&rgb_with(curv(&short), &[])).unwrap();
+        assert_eq!(tag(&out, b"gTRC").unwrap(), &curv(&short)[..]);
+        // ...read off at CURVE_POINTS_WRITTEN points when it is long.
         let ramp: Vec<u16> = (0..1024u32).map(|i| (i * i / 16) as u16).collect();
         let out = sanitize(&rgb_with(curv(&ramp), &[])).unwrap();
-        assert_eq!(tag(&out, b"gTRC").unwrap(), &curv(&ramp)[..]);
+        let written = tag(&out, b"gTRC").unwrap();
+        assert_eq!(written, &curv(&resampled(&ramp, CURVE_POINTS_WRITTEN))[..]);
+        assert!(
+            curve_distance(&curv(&ramp), written) <= 70,
+            "within 1e-3 of the source"
+        );
         assert_rebuilt(&out);
         // ...up to MAX_CURVE_POINTS.
         let long = vec![7u16; MAX_CURVE_POINTS + 1];
@@ -630,11 +731,19 @@ mod tests {
             let src = decoder.icc_profile().unwrap().unwrap();
             let out = sanitize(&src).unwrap();
             assert_rebuilt(&out);
-            for sig in [
-                b"wtpt", b"bkpt", b"rXYZ", b"gXYZ", b"bXYZ", b"rTRC", b"gTRC", b"bTRC",
-            ] {
+            for sig in [b"wtpt", b"bkpt", b"rXYZ", b"gXYZ", b"bXYZ"] {
                 let (s, o) = (tag(&src, sig).unwrap(), tag(&out, sig).unwrap());
                 assert_eq!(&s[..o.len()], o, "{name} {}", String::from_utf8_lossy(sig));
+            }
+            // Tone curves: the same function, long tables read off at 64 points.
+            for sig in [b"rTRC", b"gTRC", b"bTRC"] {
+                let (s, o) = (tag(&src, sig).unwrap(), tag(&out, sig).unwrap());
+                if s.starts_with(b"curv") && be32(s, 8).unwrap() > 1 {
+                    let d = curve_distance(s, o);
+                    assert!(d <= 20, "{name} {}: {d}", String::from_utf8_lossy(sig));
+                } else {
+                    assert_eq!(&s[..o.len()], o, "{name} {}", String::from_utf8_lossy(sig));
+                }
             }
             for sig in [
                 b"cprt", b"dmnd", b"dmdd", b"tech", b"meas", b"view", b"vued",
