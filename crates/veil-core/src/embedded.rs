@@ -14,7 +14,7 @@ use memchr::{memchr_iter, memmem};
 /// (64 KiB at most) and the marker after it, whatever the chunk boundaries.
 const OVERLAP: usize = 66 * 1024;
 /// Base64 characters that must follow a base64 image start for it to count.
-const BASE64_RUN: usize = 64;
+const BASE64_RUN: usize = 40;
 /// Smallest height and width of a `.npy` uint8 array that counts as a picture.
 const NPY_MIN_SIDE: u64 = 16;
 
@@ -102,7 +102,27 @@ fn scan(b: &[u8], limit: usize, base: u64) -> Option<String> {
             return Some(format!("a base64-encoded {what} image at byte {}", at(p)));
         }
     }
+    if let Some(p) = pickled_array_at(b, limit) {
+        return Some(format!(
+            "a pickled NumPy array at byte {} (veil cannot tell pixels from other numbers in \
+             a pickle; save arrays as .npy, which it checks)",
+            at(p)
+        ));
+    }
     None
+}
+
+/// Where a pickled NumPy array starts to be rebuilt: the name of the function a pickle calls for
+/// one (`numpy.core.multiarray._reconstruct`, or `numpy.core.numeric._frombuffer` with
+/// protocol 5, `_core` since NumPy 2), its module named at most 64 bytes before it. A decoded
+/// image kept as an array (`pickle.dumps(np.asarray(img))`, a WebDataset `.pyd`) has no image
+/// signature, and its pixels cannot be told from an embedding's numbers without unpickling.
+fn pickled_array_at(b: &[u8], limit: usize) -> Option<usize> {
+    [&b"_reconstruct"[..], b"_frombuffer"].iter().find_map(|f| {
+        memmem::find_iter(b, f)
+            .take_while(|&p| p < limit)
+            .find(|&p| memmem::find(&b[p.saturating_sub(64)..p], b"numpy").is_some())
+    })
 }
 
 type Check = fn(&[u8], usize) -> bool;
@@ -505,6 +525,38 @@ mod tests {
         }
         // JSON that escapes slashes.
         let text = format!("[\"{}\"]", b64(&jpeg()).replace('/', "\\/"));
+        assert!(find(text.as_bytes())
+            .unwrap()
+            .contains("base64-encoded JPEG"));
+    }
+
+    /// `pickle.dumps(np.zeros((64, 64, 3), np.uint8))` as protocols 2 and 5 start it (NumPy 1
+    /// and 2 module names), followed by the array's bytes: no image signature anywhere.
+    #[test]
+    fn a_pickled_array_is_found_whatever_the_protocol() {
+        for head in [
+            &b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\n"[..],
+            b"\x80\x05\x95\x00\x01\x00\x00\x00\x00\x00\x00\x8c\x16numpy._core.multiarray\x94\x8c\x0c_reconstruct\x94\x93",
+            b"\x80\x05\x95\x00\x01\x00\x00\x00\x00\x00\x00\x8c\x13numpy._core.numeric\x94\x8c\x0b_frombuffer\x94\x93",
+        ] {
+            let pickled = [head, &[7u8; 64 * 64 * 3][..], b"\x94t\x94R\x94."].concat();
+            let why = find(&pickled).unwrap();
+            assert!(why.contains("pickled NumPy array"), "{why}");
+        }
+        // A caption that names the function without the module is not one.
+        assert_eq!(find(b"{\"caption\": \"call _reconstruct() later\"}"), None);
+    }
+
+    /// Base64 wrapped at 60 characters a line (some tools' default) is still found.
+    #[test]
+    fn base64_wrapped_at_sixty_columns_is_found() {
+        let wrapped: String = b64(&jpeg())
+            .as_bytes()
+            .chunks(60)
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("<image>\n{wrapped}\n</image>");
         assert!(find(text.as_bytes())
             .unwrap()
             .contains("base64-encoded JPEG"));

@@ -26,9 +26,13 @@ pub fn withdrawn_items(root: &Path, dataset: &str) -> Result<Vec<Tombstone>, Rel
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Releases are written under a temporary name and renamed into place: only finished
-        // ones, whose names are valid versions, count.
-        if check_name("version", &name).is_ok() && entry.path().join(RELEASE_FILE).is_file() {
+        // Releases are written under a temporary name (`.VERSION.partial-PID-NANOS`) and renamed
+        // into place: a killed build leaves one behind, and only finished releases count.
+        let temporary = name.starts_with('.') && name.contains(".partial-");
+        if !temporary
+            && check_name("version", &name).is_ok()
+            && entry.path().join(RELEASE_FILE).is_file()
+        {
             versions.push(name);
         }
     }

@@ -127,6 +127,26 @@ pub fn classify(path: &Path, named: Option<&str>) -> Result<Option<ImageColumn>,
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("unreadable Parquet ({e})"))?;
     let schema = builder.schema();
+    // The table is written again with its metadata: a picture there would pass unredacted.
+    let file_kv = builder.metadata().file_metadata().key_value_metadata();
+    let kv = (file_kv.into_iter().flatten())
+        .filter(|k| k.key != "ARROW:schema")
+        .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+        .chain(schema.metadata().clone())
+        .chain(schema.fields().iter().flat_map(|f| {
+            f.metadata()
+                .iter()
+                .map(|(k, v)| (format!("{}: {k}", f.name()), v.clone()))
+                .collect::<Vec<_>>()
+        }));
+    for (key, value) in kv {
+        if let Some(what) = crate::embedded::find(value.as_bytes()) {
+            return Err(format!(
+                "its metadata `{key}` carries {what}, which would be written again unredacted: \
+                 remove it from the table's metadata and run again"
+            ));
+        }
+    }
     match find_image_column(schema, named)? {
         Some(c) => Ok(Some(c)),
         None if schema.fields().iter().any(|f| holds_binary(f.data_type())) => Err(

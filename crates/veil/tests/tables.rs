@@ -371,3 +371,58 @@ fn a_pickled_image_in_a_binary_column_fails_the_table() {
         "column `blob` row 0 holds a PNG image at byte 12 of the value",
     );
 }
+
+/// A table is written again with its key-value metadata: a picture kept there (a thumbnail as
+/// base64 in the file's metadata or in a field's) would pass unredacted, so the table fails.
+#[test]
+fn a_picture_in_the_tables_metadata_fails_the_table() {
+    const B64: &str = "iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAIAAAD8GO2jAAAAO0lEQVR4nGNkYPjPQAvARBNTRw0eNXjU4FGDRw0eNXjU4FGDRw0eNXjU4FGDRw0eNXjU4FGDRw0eNRgApVoB";
+    for (file_meta, field_meta) in [(true, false), (false, true)] {
+        let t = tempfile::tempdir().unwrap();
+        let input = t.path().join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        let png = small_png();
+        let mut text = Field::new("text", DataType::Utf8, true);
+        if field_meta {
+            text = text.with_metadata([("preview".to_string(), B64.to_string())]);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("image", DataType::Struct(image_fields()), true),
+            text,
+        ]));
+        let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
+        let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.png"]));
+        let image: ArrayRef =
+            Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
+        let texts: ArrayRef = Arc::new(StringArray::from_iter_values(["a caption"]));
+        let props = file_meta.then(|| {
+            WriterProperties::builder()
+                .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+                    "thumbnail".into(),
+                    format!("data:image/png;base64,{B64}"),
+                )]))
+                .build()
+        });
+        let file = std::fs::File::create(input.join("t.parquet")).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema.clone(), props).unwrap();
+        w.write(&RecordBatch::try_new(schema, vec![image, texts]).unwrap())
+            .unwrap();
+        w.close().unwrap();
+        let out = t.path().join("out");
+        let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+        assert_eq!(code, 1, "{err}");
+        let r = provenance(&out)
+            .into_iter()
+            .find(|r| r["path"] == "t.parquet")
+            .unwrap();
+        assert_eq!(r["status"], "failed", "{r}");
+        let why = r["error"].as_str().unwrap();
+        let key = if file_meta {
+            "`thumbnail`"
+        } else {
+            "`text: preview`"
+        };
+        assert!(why.contains("its metadata") && why.contains(key), "{r}");
+        assert!(!out.join("t.parquet").exists());
+    }
+}

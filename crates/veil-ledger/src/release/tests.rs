@@ -1102,6 +1102,14 @@ fn an_item_withdrawn_by_any_release_is_refused_by_later_builds_and_packs() {
     assert!(withdrawn(&e), "pack of faces@1: {e}");
     assert!(e.to_string().contains("remove it from the input"), "{e}");
 
+    // What a build killed before its rename leaves behind is not a release to read.
+    let partial = root.path().join("faces/.4.partial-123-456");
+    fs::create_dir_all(&partial).unwrap();
+    fs::copy(
+        root.path().join("faces/1").join(RELEASE_FILE),
+        partial.join(RELEASE_FILE),
+    )
+    .unwrap();
     provenance(None);
     let info = build(out.path(), root.path(), "3").unwrap();
     assert_eq!(info.items, 2);
