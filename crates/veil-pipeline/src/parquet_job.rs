@@ -52,6 +52,29 @@ fn is_binary(t: &DataType) -> bool {
     matches!(t, DataType::Binary | DataType::LargeBinary)
 }
 
+/// Whether a column of type `t` can hold pictures as arrays of numbers rather than encoded
+/// bytes: lists nested at least twice around 8- or 16-bit integers (an `Array2D`/`Array3D` of
+/// pixels, a mask), or at least three times around floats (a `pixel_values` column of
+/// normalised images, 3xHxW); looked for inside structs too. Boxes, polygons and embeddings
+/// (floats nested at most twice) are not.
+fn holds_pixel_arrays(t: &DataType) -> bool {
+    fn walk(t: &DataType, depth: usize) -> bool {
+        match t {
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::ListView(f)
+            | DataType::LargeListView(f)
+            | DataType::FixedSizeList(f, _) => walk(f.data_type(), depth + 1),
+            DataType::Struct(fields) => fields.iter().any(|f| walk(f.data_type(), 0)),
+            DataType::Dictionary(_, v) => walk(v, depth),
+            DataType::UInt8 | DataType::Int8 | DataType::UInt16 | DataType::Int16 => depth >= 2,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => depth >= 3,
+            _ => false,
+        }
+    }
+    walk(t, 0)
+}
+
 fn holds_binary(t: &DataType) -> bool {
     holds_bytes(t, false)
 }
@@ -146,6 +169,19 @@ pub fn classify(path: &Path, named: Option<&str>) -> Result<Option<ImageColumn>,
                  remove it from the table's metadata and run again"
             ));
         }
+    }
+    if let Some(f) = schema
+        .fields()
+        .iter()
+        .find(|f| holds_pixel_arrays(f.data_type()))
+    {
+        return Err(format!(
+            "its column `{}` ({}) can hold pictures as arrays of pixel values, which veil cannot \
+             redact and would write again as they are: drop the column (keep the images in an \
+             image column) and run again",
+            f.name(),
+            f.data_type()
+        ));
     }
     match find_image_column(schema, named)? {
         Some(c) => Ok(Some(c)),

@@ -574,7 +574,7 @@ fn members_that_carry_a_picture_inside_are_left_out() {
         ("000001.json", "data:image/"),
         ("000001.pyd", "PNG image at byte"),
         ("000001.mp", "PNG image at byte 12"),
-        ("000001.npy", "NumPy array of 8-bit pixels (32x32x3)"),
+        ("000001.npy", "NumPy array of pixels (32x32x3 of u1)"),
         ("000001.bin", "zip archive behind other bytes"),
     ] {
         let r = record(&records, &format!("sidecars.tar#{member}"));

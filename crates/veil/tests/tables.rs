@@ -426,3 +426,69 @@ fn a_picture_in_the_tables_metadata_fails_the_table() {
         assert!(!out.join("t.parquet").exists());
     }
 }
+
+/// A preprocessed table keeps its images twice: encoded in the image column, and as
+/// `pixel_values` (3xHxW floats, as an image processor writes them) or an `Array3D` of uint8
+/// pixels, which veil cannot redact. Such a table fails; boxes (floats nested twice) do not.
+#[test]
+fn a_column_of_pixel_arrays_fails_the_table_and_boxes_do_not() {
+    use arrow_array::builder::{Float32Builder, ListBuilder, UInt8Builder};
+    let floats3 = {
+        let mut b = ListBuilder::new(ListBuilder::new(ListBuilder::new(Float32Builder::new())));
+        for _c in 0..3 {
+            for _y in 0..16 {
+                for x in 0..16 {
+                    b.values().values().values().append_value(x as f32 / 16.0);
+                }
+                b.values().values().append(true);
+            }
+            b.values().append(true);
+        }
+        b.append(true);
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let bytes2 = {
+        let mut b = ListBuilder::new(ListBuilder::new(UInt8Builder::new()));
+        for _y in 0..16 {
+            for x in 0..16u8 {
+                b.values().values().append_value(x * 16);
+            }
+            b.values().append(true);
+        }
+        b.append(true);
+        Arc::new(b.finish()) as ArrayRef
+    };
+    for (name, values) in [("pixel_values", floats3), ("pixels", bytes2)] {
+        let field = Field::new(name, values.data_type().clone(), true);
+        table_with_other_column_fails(field, values, "arrays of pixel values");
+    }
+    // Boxes as a list of [x, y, w, h] lists: not pictures, the table is redacted.
+    let mut b = ListBuilder::new(ListBuilder::new(Float32Builder::new()));
+    for v in [1.0f32, 2.0, 30.0, 40.0] {
+        b.values().values().append_value(v);
+    }
+    b.values().append(true);
+    b.append(true);
+    let boxes: ArrayRef = Arc::new(b.finish());
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = small_png();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("image", DataType::Struct(image_fields()), true),
+        Field::new("objects", boxes.data_type().clone(), true),
+    ]));
+    let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
+    let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.png"]));
+    let image: ArrayRef =
+        Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
+    let file = std::fs::File::create(input.join("t.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+    w.write(&RecordBatch::try_new(schema, vec![image, boxes]).unwrap())
+        .unwrap();
+    w.close().unwrap();
+    let out = t.path().join("out");
+    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("t.parquet").is_file());
+}
