@@ -489,15 +489,18 @@ mod tests {
             let packed = t.path().join("veil-release/faces/1").join(f);
             fs::copy(packed, rel.path().join(f)).unwrap();
         }
-        let r = verify_pack(
-            t.path(),
-            "faces",
-            "1",
-            std::slice::from_ref(&item),
-            rel.path(),
-            None,
-        )
-        .unwrap();
+        let verify = || {
+            verify_pack(
+                t.path(),
+                "faces",
+                "1",
+                std::slice::from_ref(&item),
+                rel.path(),
+                None,
+            )
+            .unwrap()
+        };
+        let r = verify();
         assert!(r.missing.is_empty() && r.changed.is_empty(), "{r:?}");
         assert_eq!(
             r.extra,
@@ -514,15 +517,7 @@ mod tests {
         let jpeg = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xFF\xDB";
         fs::write(t.path().join("README.md"), jpeg).unwrap();
         fs::write(t.path().join("veil-release/faces/1/release.json"), "{}").unwrap();
-        let r = verify_pack(
-            t.path(),
-            "faces",
-            "1",
-            std::slice::from_ref(&item),
-            rel.path(),
-            None,
-        )
-        .unwrap();
+        let r = verify();
         let changed: Vec<&str> = r.changed.iter().map(|c| c.0.as_str()).collect();
         assert_eq!(
             changed,
@@ -537,7 +532,7 @@ mod tests {
             format!("# faces\n![crew](data:image/jpeg;base64,{b64})\n"),
         )
         .unwrap();
-        let r = verify_pack(t.path(), "faces", "1", &[item], rel.path(), None).unwrap();
+        let r = verify();
         assert_eq!(r.changed[0].0, "README.md", "{r:?}");
         assert!(r.changed[0].2.contains("carries"), "{r:?}");
     }

@@ -602,6 +602,22 @@ fn jpeg_with_metadata(img: &image::RgbImage) -> Vec<u8> {
     out
 }
 
+/// Redacts `input` (one image, `name`) into `work/out<N>` with `extra` arguments (N = their
+/// count, so each set gets its own output); asserts it ran clean with nothing detected and returns
+/// the bytes written for `name`.
+fn redact_one_without_detections(input: &Path, work: &Path, extra: &[&str], name: &str) -> Vec<u8> {
+    let out = work.join(format!("out{}", extra.len()));
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"redact", &input, &out, &"-q"];
+    for e in extra {
+        args.push(e);
+    }
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let rec = &provenance(&out)[0];
+    assert_eq!(rec["status"], "no_detections", "{rec}");
+    fs::read(out.join(name)).unwrap()
+}
+
 /// With `--lossless-strip`, a JPEG in which nothing is found is written by dropping its
 /// metadata segments: the output decodes to exactly the source's pixels and carries none of the
 /// metadata. By default (and with the old `--always-reencode`) the same file is re-encoded
@@ -627,16 +643,7 @@ fn a_jpeg_without_faces_loses_its_metadata_and_keeps_its_exact_pixels_with_lossl
     let source = image::load_from_memory(&bytes).unwrap().to_rgb8();
 
     let outputs = |extra: &[&str]| {
-        let out = t.path().join(format!("out{}", extra.len()));
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"redact", &input, &out, &"-q"];
-        for e in extra {
-            args.push(e);
-        }
-        let (code, _, err) = run(&args);
-        assert_eq!(code, 0, "{err}");
-        let rec = &provenance(&out)[0];
-        assert_eq!(rec["status"], "no_detections", "{rec}");
-        let written = fs::read(out.join("street.jpg")).unwrap();
+        let written = redact_one_without_detections(&input, t.path(), extra, "street.jpg");
         assert_eq!(
             scan(&written).metadata,
             Vec::<MetadataKind>::new(),
@@ -693,17 +700,8 @@ fn bytes_hidden_in_unused_tables_and_after_the_scan_do_not_survive_the_default()
         "the fixture must decode like the plain JPEG"
     );
     fs::write(input.join("plain.jpg"), &bytes).unwrap();
-    let written = |extra: &[&str]| {
-        let out = t.path().join(format!("out{}", extra.len()));
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"redact", &input, &out, &"-q"];
-        for e in extra {
-            args.push(e);
-        }
-        let (code, _, err) = run(&args);
-        assert_eq!(code, 0, "{err}");
-        assert_eq!(provenance(&out)[0]["status"], "no_detections");
-        fs::read(out.join("plain.jpg")).unwrap()
-    };
+    let written =
+        |extra: &[&str]| redact_one_without_detections(&input, t.path(), extra, "plain.jpg");
     let has = |b: &[u8], needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
     let default = written(&[]);
     assert!(!has(&default, TABLE) && !has(&default, TAIL));

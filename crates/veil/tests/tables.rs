@@ -240,10 +240,14 @@ fn small_png() -> Vec<u8> {
     out
 }
 
-/// Redacts a one-row table of an `image` column and `other`; asserts the table fails as a whole,
-/// naming `expect` (column and row), and that nothing is written.
-fn table_with_other_column_fails(other: Field, values: ArrayRef, expect: &str) {
-    let t = tempfile::tempdir().unwrap();
+/// Redacts a one-row table of an `image` column (a small PNG) and `other` with `values`, written
+/// with `props`; returns the exit code, the table's record and the output directory (kept in `t`).
+fn redact_one_row_table(
+    t: &tempfile::TempDir,
+    other: Field,
+    values: ArrayRef,
+    props: Option<WriterProperties>,
+) -> (i32, serde_json::Value, PathBuf) {
     let input = t.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
     let png = small_png();
@@ -256,17 +260,25 @@ fn table_with_other_column_fails(other: Field, values: ArrayRef, expect: &str) {
     let image: ArrayRef =
         Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
     let file = std::fs::File::create(input.join("t.parquet")).unwrap();
-    let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), props).unwrap();
     w.write(&RecordBatch::try_new(schema, vec![image, values]).unwrap())
         .unwrap();
     w.close().unwrap();
     let out = t.path().join("out");
     let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
-    assert_eq!(code, 1, "{err}");
     let r = provenance(&out)
         .into_iter()
         .find(|r| r["path"] == "t.parquet")
-        .unwrap();
+        .unwrap_or_else(|| panic!("no record of the table: {err}"));
+    (code, r, out)
+}
+
+/// Redacts a one-row table of an `image` column and `other`; asserts the table fails as a whole,
+/// naming `expect` (column and row), and that nothing is written.
+fn table_with_other_column_fails(other: Field, values: ArrayRef, expect: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let (code, r, out) = redact_one_row_table(&t, other, values, None);
+    assert_eq!(code, 1, "{r}");
     assert_eq!(r["status"], "failed");
     assert!(r["error"].as_str().unwrap().contains(expect), "{r}");
     assert!(!out.join("t.parquet").exists());
@@ -379,21 +391,10 @@ fn a_picture_in_the_tables_metadata_fails_the_table() {
     const B64: &str = "iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAIAAAD8GO2jAAAAO0lEQVR4nGNkYPjPQAvARBNTRw0eNXjU4FGDRw0eNXjU4FGDRw0eNXjU4FGDRw0eNXjU4FGDRw0eNRgApVoB";
     for (file_meta, field_meta) in [(true, false), (false, true)] {
         let t = tempfile::tempdir().unwrap();
-        let input = t.path().join("in");
-        std::fs::create_dir_all(&input).unwrap();
-        let png = small_png();
         let mut text = Field::new("text", DataType::Utf8, true);
         if field_meta {
             text = text.with_metadata([("preview".to_string(), B64.to_string())]);
         }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("image", DataType::Struct(image_fields()), true),
-            text,
-        ]));
-        let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
-        let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.png"]));
-        let image: ArrayRef =
-            Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
         let texts: ArrayRef = Arc::new(StringArray::from_iter_values(["a caption"]));
         let props = file_meta.then(|| {
             WriterProperties::builder()
@@ -403,18 +404,8 @@ fn a_picture_in_the_tables_metadata_fails_the_table() {
                 )]))
                 .build()
         });
-        let file = std::fs::File::create(input.join("t.parquet")).unwrap();
-        let mut w = ArrowWriter::try_new(file, schema.clone(), props).unwrap();
-        w.write(&RecordBatch::try_new(schema, vec![image, texts]).unwrap())
-            .unwrap();
-        w.close().unwrap();
-        let out = t.path().join("out");
-        let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
-        assert_eq!(code, 1, "{err}");
-        let r = provenance(&out)
-            .into_iter()
-            .find(|r| r["path"] == "t.parquet")
-            .unwrap();
+        let (code, r, out) = redact_one_row_table(&t, text, texts, props);
+        assert_eq!(code, 1, "{r}");
         assert_eq!(r["status"], "failed", "{r}");
         let why = r["error"].as_str().unwrap();
         let key = if file_meta {
@@ -471,24 +462,8 @@ fn a_column_of_pixel_arrays_fails_the_table_and_boxes_do_not() {
     b.append(true);
     let boxes: ArrayRef = Arc::new(b.finish());
     let t = tempfile::tempdir().unwrap();
-    let input = t.path().join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    let png = small_png();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("image", DataType::Struct(image_fields()), true),
-        Field::new("objects", boxes.data_type().clone(), true),
-    ]));
-    let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([png.as_slice()]));
-    let paths: ArrayRef = Arc::new(StringArray::from_iter_values(["a.png"]));
-    let image: ArrayRef =
-        Arc::new(StructArray::try_new(image_fields(), vec![bytes, paths], None).unwrap());
-    let file = std::fs::File::create(input.join("t.parquet")).unwrap();
-    let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
-    w.write(&RecordBatch::try_new(schema, vec![image, boxes]).unwrap())
-        .unwrap();
-    w.close().unwrap();
-    let out = t.path().join("out");
-    let (code, _, err) = run(&[&"redact", &input, &out, &"-q"]);
-    assert_eq!(code, 0, "{err}");
+    let field = Field::new("objects", boxes.data_type().clone(), true);
+    let (code, r, out) = redact_one_row_table(&t, field, boxes, None);
+    assert_eq!(code, 0, "{r}");
     assert!(out.join("t.parquet").is_file());
 }

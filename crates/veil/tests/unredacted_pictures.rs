@@ -117,7 +117,10 @@ fn loose_files_carrying_a_picture_inside_are_failures_not_copies() {
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
         .encode_image(&img)
         .unwrap();
-    let b64 = base64_encode(&jpeg);
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&jpeg)
+    };
     std::fs::write(
         input.join("a.json"),
         format!(r#"{{"version":"5.0","shapes":[],"imagePath":"a.jpg","imageData":"{b64}"}}"#),
@@ -157,23 +160,4 @@ fn loose_files_carrying_a_picture_inside_are_failures_not_copies() {
         out.join("b.json").is_file(),
         "a plain annotation is still copied"
     );
-}
-
-/// Standard base64 with padding (the tests carry no base64 dependency).
-fn base64_encode(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
